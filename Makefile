@@ -1,0 +1,43 @@
+# The course's two commands (see README.md):
+#   make book   set up a virtual environment, install everything, build the HTML book
+#   make test   set up, then run every test: notebook pairing, book build with warnings as
+#               errors, unit tests, the browser check of the built book, and every notebook (nbval)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+JOBS   ?= 2
+# Offline first: the loaders never try the network in the book build or the tests, and plots
+# render without a display.
+export COURSEKIT_OFFLINE = 1
+export MPLBACKEND = Agg
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+.PHONY: setup book test unit sync clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt -e .
+	touch $(STAMP)
+
+book: setup
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+sync: setup
+	$(PY) -m coursekit.notebooks sync
+
+test: setup
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadscope \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+		tests book solutions exercises
+
+unit: setup
+	$(PY) -m pytest -n $(JOBS) --dist loadscope tests
+
+clean:
+	rm -rf _build

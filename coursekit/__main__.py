@@ -1,0 +1,43 @@
+"""The course's command line: ``python -m coursekit COMMAND ...`` (``--help`` lists the commands).
+
+Each command lives in its own module, which provides ``configure(parser)`` to declare its options
+and ``run(args) -> int`` to do the work; this file only dispatches, so importing it does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module that implements it, one line of help)
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m coursekit",
+                     description="Train, sample, build exercises and grade for the course.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).configure(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The built book, opened in a real browser (headless Chromium through Playwright).
+
+Fails when a page does not load, raises a JavaScript error, shows math that MathJax did not render
+(every ``.math`` element must hold an ``<mjx-container>``), has an image that did not load, or asks
+any host but the local server for anything (scripts above all: the book must work offline).
+Reads ``_build/html``, which ``make test`` builds first. Without Chromium the test is skipped with
+instructions, except under CI (``CI=true``), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from conftest import ROOT, under_ci
+
+pytestmark = pytest.mark.browser
+
+HTML = ROOT / "_build" / "html"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+INSTALL_HINT = ("install Chromium to run the browser check of the book: `sudo apt-get install "
+                "chromium` (Debian/Ubuntu), then `make test`")
+
+
+def _unavailable(reason: str):
+    if under_ci():
+        pytest.fail(f"{reason} (CI=true: the browser check may not be skipped)")
+    pytest.skip(reason)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    _unavailable(f"no Chromium on this machine: {INSTALL_HINT}")
+
+
+def _pages() -> list[Path]:
+    if not (HTML / "index.html").exists():
+        _unavailable(f"the book is not built ({HTML} is missing): run `make book` first")
+    return sorted(p for p in HTML.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts)
+
+
+@contextlib.contextmanager
+def _serve(directory: Path):
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with _serve(HTML) as base:
+        yield base
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the Python package playwright is missing: pip install -r requirements.txt")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+MATH_TIMEOUT_MS = 20_000
+
+
+def _check_page(browser, base: str, page_path: Path, html: Path = HTML) -> list[str]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    url = f"{base}/{page_path.relative_to(html).as_posix()}"
+    page = browser.new_page()
+    foreign, errors = [], []
+    page.on("request", lambda r: foreign.append(f"{r.resource_type} {r.url}")
+            if urlparse(r.url).hostname not in ("127.0.0.1", None) and
+            not r.url.startswith(("data:", "blob:", "about:")) else None)
+    page.on("pageerror", lambda e: errors.append(f"JavaScript error: {e}"))
+    problems = []
+    try:
+        response = page.goto(url, wait_until="load", timeout=30_000)
+        if response is None or not response.ok:
+            return [f"{url}: did not load (status {getattr(response, 'status', None)})"]
+        if 'http-equiv="Refresh"' in page_path.read_text(encoding="utf-8"):
+            # index.html only redirects to the first chapter: follow it, then check that page.
+            page.wait_for_url(lambda u: not u.endswith(page_path.name), timeout=30_000)
+            page.wait_for_load_state("load")
+        n_math = page.evaluate("document.querySelectorAll('.math').length")
+        if n_math:
+            try:
+                page.wait_for_function(
+                    "() => Array.from(document.querySelectorAll('.math'))"
+                    ".every(m => m.querySelector('mjx-container'))", timeout=MATH_TIMEOUT_MS)
+            except PlaywrightTimeout:
+                problems.append(f"{url}: math not rendered ({n_math} formulas, no <mjx-container>)")
+            if page.evaluate("document.querySelectorAll('mjx-merror').length"):
+                problems.append(f"{url}: MathJax reported an error in a formula")
+        page.wait_for_load_state("networkidle", timeout=30_000)
+        broken = page.evaluate(
+            "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+            ".map(i => i.getAttribute('src').slice(0, 80))")
+        problems += [f"{url}: image did not load: {src}" for src in broken]
+    except Exception as err:  # noqa: BLE001 - a timeout is a finding, reported with the page
+        problems.append(f"{url}: {type(err).__name__}: {str(err).splitlines()[0]}")
+    finally:
+        page.close()
+    problems += [f"{url}: requested another host: {f}" for f in foreign]
+    problems += [f"{url}: {e}" for e in errors]
+    return problems
+
+
+def test_every_page_loads_renders_math_and_images_offline(browser, server):
+    pages = _pages()
+    assert len(pages) >= 3, f"only {len(pages)} pages were built"
+    problems = []
+    for page_path in pages:
+        problems += _check_page(browser, server, page_path)
+    assert not problems, "\n".join(problems)
+
+
+def test_math_pages_really_contain_rendered_math(browser, server):
+    """Guard against a vacuous pass: the chapters do have math, and it is rendered."""
+    page = browser.new_page()
+    rendered = 0
+    for page_path in _pages():
+        if 'class="math' in page_path.read_text(encoding="utf-8"):
+            page.goto(f"{server}/{page_path.relative_to(HTML).as_posix()}", wait_until="load")
+            page.wait_for_selector("mjx-container", timeout=30_000)
+            rendered += page.evaluate("document.querySelectorAll('mjx-container').length")
+    page.close()
+    assert rendered > 10, f"only {rendered} formulas rendered across the whole book"
+
+
+BROKEN_PAGE = """<!DOCTYPE html><html><head>
+<script src="https://cdn.example.invalid/lib.js"></script></head>
+<body><span class="math">\\(x^2\\)</span><img src="missing.png"></body></html>"""
+
+
+def test_the_check_catches_a_broken_page(browser, tmp_path):
+    """The checks can fail: a foreign script, unrendered math and a missing image are all reported."""
+    (tmp_path / "broken.html").write_text(BROKEN_PAGE)
+    with _serve(tmp_path) as base:
+        problems = "\n".join(_check_page(browser, base, tmp_path / "broken.html", tmp_path))
+    assert "requested another host: script https://cdn.example.invalid/lib.js" in problems
+    assert "math not rendered (1 formulas" in problems
+    assert "image did not load: missing.png" in problems
