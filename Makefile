@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 JOBS   ?= 2
+# tests/ plus every folder that holds notebooks (each is executed by nbval)
+NOTEBOOK_DIRS = tests $(wildcard book solutions exercises)
 # Offline first: the loaders never try the network in the book build or the tests, and plots
 # render without a display.
 export COURSEKIT_OFFLINE = 1
@@ -32,9 +34,9 @@ sync: setup
 
 test: setup
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadscope \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadscope --timeout=1200 \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
-		tests book solutions exercises
+		$(NOTEBOOK_DIRS)
 
 unit: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadscope tests
