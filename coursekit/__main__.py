@@ -12,6 +12,10 @@ import sys
 
 # command -> (module that implements it, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("coursekit.runs", "train a reference GAN or VAE; writes checkpoint, metrics, PNGs"),
+    "sample": ("coursekit.runs", "draw samples from a run written by 'train' into a PNG grid"),
+    "assign": ("coursekit.grader.assign", "write the exercise notebooks from the solutions"),
+    "grade": ("coursekit.grader.grade", "grade submitted exercise notebooks in sandboxes"),
 }
 
 
