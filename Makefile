@@ -15,7 +15,7 @@ export COURSEKIT_OFFLINE = 1
 export MPLBACKEND = Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup book test unit sync clean
+.PHONY: setup book book-students test unit sync clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,13 @@ $(STAMP): requirements.txt pyproject.toml
 book: setup
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# The book without its Solutions part, for a class whose students should not see them.
+book-students: setup
+	$(PY) -m coursekit.grader.toc
+	$(VENV)/bin/jupyter-book build . --toc _build/_toc_nosolutions.yml --path-output _build/students \
+		-W -n --keep-going
+	@echo "The students' book is at $(CURDIR)/_build/students/_build/html/index.html"
 
 sync: setup
 	$(PY) -m coursekit.notebooks sync

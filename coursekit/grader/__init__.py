@@ -1,0 +1,26 @@
+"""Exercises, in-notebook feedback and a grader that student code cannot fool (exercises part).
+
+* :mod:`coursekit.grader.tasks`: how a solution notebook declares its graded tasks, how answers
+  are judged, and :func:`check`, the feedback students call inside an exercise notebook;
+* :mod:`coursekit.grader.assign`: ``python -m coursekit assign`` writes the exercise notebooks
+  (solutions replaced by stubs) and their public checks;
+* :mod:`coursekit.grader.sandbox` and :mod:`coursekit.grader.worker`: running a notebook's code in
+  a separate, limited process that speaks only plain data;
+* :mod:`coursekit.grader.grade`: ``python -m coursekit grade``, grading a class in parallel.
+
+Importing this package imports nothing heavy; ``check`` loads what it needs when called.
+"""
+
+from __future__ import annotations
+
+__all__ = ["check"]
+
+
+def check(task_id: str, function):
+    """Run task ``task_id``'s public checks on ``function`` and print what they found.
+
+    See :func:`coursekit.grader.tasks.check`, which this calls.
+    """
+    from coursekit.grader.tasks import check as _check
+
+    return _check(task_id, function)

@@ -1,0 +1,238 @@
+"""The grader's pieces that need no sandbox: the data format, judging, stubs, identification,
+the exercises being up to date, in-notebook feedback and the table of contents (exercises part)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from coursekit.grader import assign, classroom, grade, tasks, toc, worker
+from coursekit.grader.tasks import ROOT, compare, exercise_names, load_exercise
+
+NAMES = exercise_names()
+
+
+# ---------------------------------------------------------------------------- the data format
+
+def roundtrip(value):
+    return worker.decode(json.loads(json.dumps(worker.encode(value))))
+
+
+def test_plain_data_survives_the_roundtrip():
+    import torch
+
+    value = {"a": (1, 2.5, "x", None, True), "arr": np.arange(6, dtype=np.int32).reshape(2, 3),
+             "t": torch.tensor([1.5, float("nan")]), "inf": float("inf"), "l": [np.float32(2)]}
+    back = roundtrip(value)
+    assert back["a"] == (1, 2.5, "x", None, True)
+    assert back["arr"].dtype == np.int32 and back["arr"].shape == (2, 3)
+    assert np.isnan(back["t"][1]) and back["t"][0] == 1.5 and back["inf"] == float("inf")
+
+
+@pytest.mark.parametrize("value", [
+    type("Anything", (float,), {"__eq__": lambda s, o: True, "__hash__": float.__hash__})(1.0),
+    object(), np.array([object()]), {1: 2}, lambda: 0,
+])
+def test_behaviour_does_not_cross_the_boundary(value):
+    with pytest.raises(worker.EncodeError):
+        worker.encode(value)
+
+
+@pytest.mark.parametrize("forged", [
+    {"__ndarray__": "AAAA", "dtype": "object", "shape": [1]},
+    {"__ndarray__": "AAAAAAAAAAA=", "dtype": "float64", "shape": [5]},
+    {"__ndarray__": "AAAA", "dtype": "float32", "shape": [-1]},
+])
+def test_forged_arrays_are_refused(forged):
+    with pytest.raises(ValueError):
+        worker.decode(forged)
+
+
+# ------------------------------------------------------------------------------------ judging
+
+def test_compare_accepts_within_tolerance_and_explains_failures():
+    assert compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-7])) is None
+    assert "shape (3,)" in compare(np.zeros(2), np.zeros(3))
+    assert "NaN" in compare(np.ones(2), np.array([1.0, np.nan]))
+    assert "index (1,)" in compare(np.array([1.0, 2.0]), np.array([1.0, 3.0]))
+    assert compare(float("inf"), float("inf")) is None
+    assert compare(float("inf"), 1e300) is not None
+    assert compare((2, 4), [2, 4]) is None
+    assert "numeric" in compare(1.0, "1.0")
+    hidden = compare(np.array([5.0]), np.array([4.0]), reveal=False)
+    assert "5" not in hidden and "largest error" in hidden
+    assert "keys" in compare({"a": 1.0}, {"b": 1.0})
+
+
+# -------------------------------------------------------------------------------------- stubs
+
+def test_stub_keeps_signature_and_docstring():
+    source = ('def f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x + 1\n'
+              '    ### END SOLUTION\n')
+    stub = assign.stub_source(source)
+    assert stub.startswith('def f(x):\n    """Doc."""\n    # YOUR CODE HERE\n')
+    assert "return x + 1" not in stub and "raise NotImplementedError" in stub
+    namespace = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError):
+        namespace["f"](1)
+
+
+@pytest.mark.parametrize("source", ["### END SOLUTION", "### BEGIN SOLUTION\nx = 1",
+                                    "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"])
+def test_unbalanced_markers_are_errors(source):
+    with pytest.raises(ValueError):
+        assign.stub_source(source)
+
+
+# -------------------------------------------------------------------------- the exercises
+
+def test_every_chapter_has_an_exercise_with_three_to_six_tasks():
+    assert {"01_background", "02_gan", "03_vae", "04_training", "05_evaluation"} <= set(NAMES)
+    ids = []
+    for name in NAMES:
+        exercise = load_exercise(name)
+        assert 3 <= len(exercise.tasks) <= 6, name
+        ids += [t.id for t in exercise.tasks]
+        source = "\n".join(exercise.cells)
+        for task in exercise.tasks:
+            assert f"def {task.function}(" in source, (name, task.function)
+    assert len(ids) == len(set(ids)), "task ids must be unique across the course"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exercise_holds_no_solution_code(name):
+    text = (ROOT / "exercises" / f"{name}.md").read_text(encoding="utf-8")
+    solution = (ROOT / "solutions" / f"{name}.md").read_text(encoding="utf-8")
+    assert "### BEGIN SOLUTION" not in text and "grading" not in text
+    assert "exercise: " + name in text
+    hidden = solution.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+    assert hidden.strip() and hidden not in text
+    notebook = json.loads((ROOT / "exercises" / f"{name}.ipynb").read_text(encoding="utf-8"))
+    assert notebook["metadata"]["coursekit"] == {"exercise": name}
+    assert all(not c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
+
+
+def test_exercises_are_up_to_date_with_the_solutions():
+    done = subprocess.run([sys.executable, "-m", "coursekit", "assign", "--check"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+def test_check_detects_stale_exercises(tmp_path, monkeypatch):
+    monkeypatch.setattr(assign, "EXERCISES", tmp_path)
+    (tmp_path / "02_gan.md").write_text("stale", encoding="utf-8")
+    args = assign.configure.__globals__["argparse"].Namespace(names=["02_gan"], check=True,
+                                                               run=False)
+    assert assign.run(args) == 1
+
+
+# --------------------------------------------------------------------- feedback in the notebook
+
+def test_check_reports_pass_fail_and_not_attempted(capsys):
+    import math
+
+    def right(c, r):
+        return 0.0 if c == 0 else (1.0 if c > r else math.exp(1 - r / c))
+
+    def stub(c, r):
+        raise NotImplementedError
+
+    assert tasks.check("bleu_brevity", right) is True
+    assert tasks.check("bleu_brevity", lambda c, r: 1.0) is False
+    assert tasks.check("bleu_brevity", stub) is None
+    out = capsys.readouterr().out
+    assert "public checks passed" in out and "failed" in out and "not attempted" in out
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.check("no_such_task", right)
+
+
+def test_check_runs_drivers_in_the_notebook(capsys):
+    import torch.nn.functional as F
+
+    def no_update(G, D, opt_G, opt_D, x, z):
+        return F.softplus(-D(x)).mean().item(), 0.0
+
+    assert tasks.check("train_gan_step", no_update) is False
+    assert "check 1 failed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- reading submissions
+
+def test_identify_prefers_metadata_then_file_name():
+    known = ["01_background", "03_vae"]
+    assert grade.identify({"coursekit": {"exercise": "03_vae"}}, "01_background.ipynb",
+                          known)[0] == "03_vae"
+    assert grade.identify({}, "bob-01_background.ipynb", known)[0] == "01_background"
+    assert grade.identify({}, "homework.ipynb", known)[0] is None
+    assert grade.identify({"coursekit": {"exercise": "../etc"}}, "03_vae.ipynb", known)[0] is None
+
+
+@pytest.mark.parametrize("data, words", [(b"", "empty"), (b"{not json", "not valid"),
+                                         (b"[1, 2]", "not a notebook"),
+                                         (b"\xff\xfe", "not valid")])
+def test_unreadable_notebooks_are_reported(data, words):
+    with pytest.raises(grade.NotebookError, match=words):
+        grade.read_code_cells(data)
+
+
+def test_code_cells_are_read_from_list_or_string_sources():
+    cells, metadata = grade.read_code_cells(json.dumps({
+        "metadata": {"coursekit": {"exercise": "x"}},
+        "cells": [{"cell_type": "code", "source": ["a = 1\n", "b = 2"]},
+                  {"cell_type": "markdown", "source": "text"},
+                  {"cell_type": "code", "source": "c = 3"}, "junk"]}).encode())
+    assert cells == ["a = 1\nb = 2", "c = 3"] and metadata["coursekit"]["exercise"] == "x"
+
+
+def test_hostile_class_covers_the_issue_list():
+    names = {s.name for s in classroom.hostile_class()}
+    assert {"loop-top", "loop-function", "memory-top", "memory-function", "exit-top", "os-exit",
+            "kill-self", "segfault", "fork-bomb", "fake-score", "flood", "monkeypatch",
+            "always-equal", "nan", "escape", "metadata-points", "malformed", "empty-file",
+            "empty-notebook", "other-exercise"} <= names
+
+
+def test_toc_without_solutions():
+    import yaml
+
+    full = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    captions = [p["caption"] for p in full["parts"]]
+    assert {"Exercises", "Solutions"} <= set(captions)
+    assert captions.index("Solutions") < captions.index("Back matter")
+    reduced = toc.without_solutions(full)
+    assert [p["caption"] for p in reduced["parts"]] == [c for c in captions if c != "Solutions"]
+    files = [c["file"] for p in full["parts"] for c in p["chapters"]]
+    for name in NAMES:
+        assert f"exercises/{name}" in files and f"solutions/{name}" in files
+
+
+@pytest.mark.parametrize("module", [assign, grade, tasks, toc, worker])
+def test_docstring_examples(module):
+    import doctest
+
+    result = doctest.testmod(module, raise_on_error=False, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_gan_step_without_detach_fails_even_when_gradients_are_cleared(capsys):
+    import torch.nn.functional as F
+
+    def no_detach(G, D, opt_G, opt_D, x, z):
+        fake = G(z)
+        opt_D.zero_grad()
+        d_loss = F.softplus(-D(x)).mean() + F.softplus(D(fake)).mean()  # no detach
+        d_loss.backward(retain_graph=True)
+        opt_D.step()
+        opt_G.zero_grad()  # clears what leaked into G: the parameters end up right
+        g_loss = F.softplus(-D(fake)).mean()
+        g_loss.backward()
+        opt_G.step()
+        return d_loss.item(), g_loss.item()
+
+    assert tasks.check("train_gan_step", no_detach) is False
+    assert "backward_passes_into_G" in capsys.readouterr().out
