@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("coursekit.runs", "draw samples from a run written by 'train' into a PNG grid"),
     "assign": ("coursekit.grader.assign", "write the exercise notebooks from the solutions"),
     "grade": ("coursekit.grader.grade", "grade submitted exercise notebooks in sandboxes"),
+    "features": ("coursekit.features", "train the feature networks of FID/KID/precision-recall"),
 }
 
 
