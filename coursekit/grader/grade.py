@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from coursekit.grader.sandbox import Limits, isolation, run_notebook
+from coursekit.grader.sandbox import SLOTS_PER_GRADER, Limits, isolation, run_notebook
 from coursekit.grader.tasks import SOLUTIONS, Exercise, case, compare, exercise_names, load_exercise
 
 __all__ = ["configure", "run", "Grader", "identify", "read_code_cells"]
@@ -300,8 +300,9 @@ def run(args: argparse.Namespace) -> int:
     """Grade ``args.submissions``; return the exit status (see the module docstring)."""
     from tqdm.auto import tqdm
 
-    if args.jobs < 1 or args.timeout <= 0:
-        print(f"grade: --jobs must be >= 1 and --timeout > 0, got {args.jobs}, {args.timeout}",
+    if not 1 <= args.jobs <= SLOTS_PER_GRADER or args.timeout <= 0:
+        print(f"grade: --jobs must be in 1..{SLOTS_PER_GRADER} and --timeout > 0, got "
+              f"{args.jobs}, {args.timeout}",
               file=sys.stderr)
         return 2
     out = args.out.resolve()

@@ -15,8 +15,8 @@ namespaces (``unshare``): ``/tmp`` is replaced by an empty tmpfs holding only it
 repository's other folders (``solutions/``, ``.git``, ``_build``, ``tests`` ...) and every folder
 named in ``hide`` (the submissions, the hidden checks, the output) are covered by empty tmpfs
 mounts; there is no network; and when the worker's first process ends, every process it left
-behind dies with the namespace. It then drops to an unprivileged user (uid ``BASE_UID + slot``,
-no groups, ``no_new_privs``, no capabilities) with ``setpriv``: a user per parallel slot rather
+behind dies with the namespace. It then drops to an unprivileged user (``slot_uid(slot)``, one
+per slot and grader process, no groups, ``no_new_privs``, no capabilities) with ``setpriv``: a user per parallel slot rather
 than one shared ``nobody``, because ``RLIMIT_NPROC`` counts all processes of a user, so a fork
 bomb in one submission would otherwise starve the submission graded beside it.
 
@@ -46,7 +46,16 @@ __all__ = ["Limits", "RunResult", "run_notebook", "isolation"]
 WORKER = Path(__file__).resolve().parent / "worker.py"
 DRIVERS = Path(__file__).resolve().parent / "drivers.py"
 ROOT = Path(__file__).resolve().parents[2]
-BASE_UID = 64000          # slot k runs as uid/gid BASE_UID + k (no passwd entry needed)
+BASE_UID = 1_000_000      # sandbox users start here (no passwd entry needed)
+SLOTS_PER_GRADER = 64     # the most parallel slots one grader process uses
+
+
+def slot_uid(slot: int) -> int:
+    """The user a slot's worker runs as: unique per slot *and* per grader process (two graders
+    running at once, as in the tests, must not share a user and so a process limit)."""
+    if not 0 <= slot < SLOTS_PER_GRADER:
+        raise ValueError(f"slot must be in [0, {SLOTS_PER_GRADER}), got {slot}")
+    return BASE_UID + os.getpid() * SLOTS_PER_GRADER + slot  # pid <= 2**22: stays below 2**32
 GRACE = 5.0               # seconds past the timeout before the whole tree is killed
 MAX_LOG_BYTES = 4 * 2**20
 
@@ -106,6 +115,8 @@ def _hidden_dirs(extra) -> list[str]:
     for entry in sorted(ROOT.iterdir()):
         if not entry.is_dir() or entry.is_symlink() or entry in keep:
             continue
+        if Path("/tmp") in entry.resolve().parents:
+            continue  # a clone under /tmp: the worker's fresh /tmp holds only what it needs
         if prefix == entry or entry in prefix.parents:
             continue  # the virtual environment the worker's Python runs from
         hide.append(entry)
@@ -118,6 +129,19 @@ def _hidden_dirs(extra) -> list[str]:
                 continue  # hiding it would hide the Python or the package the worker needs
             hide.append(path)
     return [str(p) for p in hide]
+
+
+def _needed_under_tmp() -> list[str]:
+    """What the worker must still see after /tmp is replaced: the package and the Python prefix,
+    where they live under /tmp (a clone there: the other folders of the repository stay hidden)."""
+    tmp = Path("/tmp")
+    needed = [ROOT / "coursekit", Path(sys.prefix).resolve(),
+              Path(sys.executable).resolve().parent.parent]
+    kept = []
+    for path in needed:
+        if tmp in path.parents and not any(k == path or k in path.parents for k in kept):
+            kept = [k for k in kept if path not in k.parents] + [path]
+    return [str(p) for p in kept]
 
 
 def _user_task_count(uid: int) -> int:
@@ -140,17 +164,26 @@ def _command(workdir: str, limits: Limits, slot: int, hide) -> tuple[list[str], 
     rlimits = [f"--as={limits.memory_mb * 2**20}", f"--nproc={nproc}",
                f"--cpu={int(limits.timeout * 2 + 10)}", f"--fsize={limits.file_mb * 2**20}",
                f"--nofile={limits.open_files}", "--core=0"]
-    uid = BASE_UID + slot
+    uid = slot_uid(slot)
     if not as_root:
         drop = []
         if os.geteuid() == 0 and shutil.which("setpriv"):  # root in a box without namespaces
             drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                     "--no-new-privs", "--"]
         return ["prlimit", *rlimits, "--", *drop, python, "-I", str(WORKER)], False
-    mounts = ["mount --make-rprivate /", f"mount --bind {_q(workdir)} /mnt",
-              "mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp"]
+    # /mnt becomes a private staging area: the submission's folder, and whatever the worker needs
+    # that lives under /tmp (a repository or virtual environment cloned there), are parked in it
+    # while /tmp is replaced by an empty tmpfs, then moved back to their own paths.
+    keep = _needed_under_tmp()
+    mounts = ["mount --make-rprivate /", "mount -t tmpfs -o size=1m,mode=755 tmpfs /mnt",
+              "mkdir /mnt/work", f"mount --bind {_q(workdir)} /mnt/work"]
+    for i, path in enumerate(keep):
+        mounts += [f"mkdir /mnt/keep{i}", f"mount --bind {_q(path)} /mnt/keep{i}"]
+    mounts += ["mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp"]
+    for i, path in enumerate(keep):
+        mounts += [f"mkdir -p {_q(path)}", f"mount --move /mnt/keep{i} {_q(path)}"]
     mounts += [f"mount -t tmpfs -o size=1m,mode=755 tmpfs {_q(d)}" for d in _hidden_dirs(hide)]
-    mounts += ["mkdir /tmp/work", "mount --move /mnt /tmp/work", "cd /tmp/work"]
+    mounts += ["mkdir /tmp/work", "mount --move /mnt/work /tmp/work", "cd /tmp/work"]
     script = " && ".join(mounts) + " && exec " + " ".join(_q(a) for a in [
         "prlimit", *rlimits, "--", "setpriv", f"--reuid={uid}", f"--regid={uid}",
         "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
@@ -195,7 +228,7 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
         json.dump(job, f)
     command, as_root = _command(workdir, limits, slot, hide)
     if os.geteuid() == 0:  # the worker runs as the slot's user
-        uid = BASE_UID + slot
+        uid = slot_uid(slot)
         for path in (workdir, os.path.join(workdir, "job.json")):
             os.chown(path, uid, uid)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work" if as_root else workdir,
