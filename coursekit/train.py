@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: tqdm.auto warns in Jupyter without ipywidgets
 
 from coursekit.device import amp_dtype, get_device
 from coursekit.seed import seed_everything

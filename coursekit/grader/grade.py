@@ -298,7 +298,7 @@ def _unique_name(name: str, used: set) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Grade ``args.submissions``; return the exit status (see the module docstring)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not 1 <= args.jobs <= SLOTS_PER_GRADER or args.timeout <= 0:
         print(f"grade: --jobs must be in 1..{SLOTS_PER_GRADER} and --timeout > 0, got "

@@ -53,14 +53,20 @@ def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _trace_sqrt_product(sigma1: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
     """``tr sqrt(sigma1 sigma2)`` for symmetric PSD matrices, safely.
 
-    With ``sigma1 = V diag(lam) V^T``, ``sigma1 sigma2`` is similar to the symmetric PSD matrix
-    ``diag(sqrt lam) V^T sigma2 V diag(sqrt lam)``, so its eigenvalues come from ``eigvalsh``:
-    real by construction, and tiny negative round-off is clipped at 0.
+    ``sigma1 sigma2`` is similar to a symmetric PSD matrix ``F^T sigma2 F``, where ``F F^T =
+    sigma1`` (the Cholesky factor, or ``V diag(sqrt lam)`` from the eigendecomposition when
+    ``sigma1`` is singular), so its eigenvalues come from ``eigvalsh``: real by construction, and
+    tiny negative round-off is clipped at 0.
     """
-    lam, V = torch.linalg.eigh(sigma1)  # (D,), (D, D)
-    root = lam.clamp_min(0).sqrt()  # (D,)
-    inner = V.T @ sigma2 @ V  # (D, D)
-    M = root[:, None] * inner * root[None, :]  # (D, D) symmetric PSD
+    L, info = torch.linalg.cholesky_ex(sigma1)  # sigma1 = L L^T when it is positive definite
+    if int(info) == 0:
+        # sigma1 sigma2 = L (L^T sigma2 L) L^-1 is similar to the symmetric PSD L^T sigma2 L: one
+        # Cholesky and one eigvalsh, about half the work of the eigendecomposition route below.
+        M = L.T @ sigma2 @ L  # (D, D)
+    else:  # singular sigma1 (N <= D, or dead features): factor it by its eigendecomposition
+        lam, V = torch.linalg.eigh(sigma1)  # (D,), (D, D)
+        root = lam.clamp_min(0).sqrt()  # (D,)
+        M = root[:, None] * (V.T @ sigma2 @ V) * root[None, :]  # (D, D) symmetric PSD
     M = (M + M.T) / 2
     return torch.linalg.eigvalsh(M).clamp_min(0).sqrt().sum()
 
