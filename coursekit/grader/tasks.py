@@ -61,6 +61,8 @@ class Task:
     atol: float = 1e-5             # absolute tolerance of numeric answers
     torch: bool = False            # turn array inputs into torch tensors before the call
     driver: str | None = None      # a function of coursekit.grader.drivers that makes the call
+    differentiable: bool = False   # the answer must be a torch tensor that carries a gradient
+    hint: str = ""                 # shown when a hidden case fails (never the inputs or the error)
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.id):
