@@ -1,29 +1,37 @@
 """One training engine for every model of the course, used by the chapters and the command line
 (Chapter 4).
 
-``fit(model, data, TrainConfig(...))`` trains any model that speaks a four-method protocol:
+``fit(model, data, TrainConfig(...))`` trains any model that speaks a small protocol:
 
 - ``phases(step)``: the names of the optimisation phases of this step (a VAE: ``("vae",)``; a GAN:
   ``("discriminator", "generator")``, the generator only every ``n_critic``-th step);
 - ``parameter_groups()``: ``{phase: parameters}``, one optimiser each;
 - ``loss(phase, batch, step)``: ``(scalar loss, {name: detached scalar to log})``;
-- ``evaluate(batch)`` (optional): ``{name: per-example values (B,)}`` on held-out data.
+- ``evaluate(batch)`` (optional): ``{name: per-example values (B,)}`` on held-out data;
+- ``ema_module()`` (optional): the part whose moving average ``ema_decay`` keeps;
+- ``check_data(data)`` (optional): validate the prepared data once, before the first step, so
+  that ``loss`` need not check it on every step.
+
+The pieces, in reading order: ``TrainConfig`` (the settings), ``Engine`` (optimisers, schedules,
+loss scaler, EMA, RNG and the step counter: everything a checkpoint holds, with ``state_dict`` /
+``load_state_dict``), ``_train_epoch`` (the step loop), ``_end_epoch`` (logging, validation,
+callbacks, checkpoint) and ``fit``, which strings them together.
 
 What the engine guarantees: the same seed on the CPU gives the same weights; ``device="auto"``
 runs the same code on a GPU, where it autocasts to bfloat16 (or float16 with a loss scaler) and
 can ``torch.compile`` the loss; nothing in the step loop waits for the device (logged values stay
 on the device and are read once per epoch; only float16's loss scaler checks for overflow on the
 host each step, which bfloat16 does not need); a returned ``History`` and callbacks replace prints;
-checkpoints hold model, optimisers, step and RNG states, are written atomically, and a resumed
-run ends with exactly the weights of an uninterrupted one.
+checkpoints are written atomically, and a resumed run ends with exactly the weights of an
+uninterrupted one. Started by ``torchrun`` with several processes, ``fit`` trains with
+``DistributedDataParallel`` (see ``coursekit.distributed``): ``batch_size`` stays the *global*
+batch, each process takes its share, and only rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,16 +39,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from tqdm import tqdm  # the text bar: tqdm.auto warns in Jupyter without ipywidgets
 
+from coursekit import distributed
 from coursekit.device import amp_dtype, get_device
 from coursekit.seed import seed_everything
+from coursekit.utils import atomic_write, eval_mode
 
 __all__ = ["TrainConfig", "History", "TrainState", "TrainResult", "CheckpointError", "fit",
-           "as_batch_data", "save_checkpoint", "load_checkpoint", "load_model", "EarlyStopping"]
+           "Engine", "as_batch_data", "save_checkpoint", "load_checkpoint", "load_model",
+           "EarlyStopping", "LR_SCHEDULES"]
 
 CHECKPOINT_FORMAT = "coursekit-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: one RNG state per process, the number of processes
+LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; any other difference means a different run.
 _RESUMABLE_CHANGES = {"epochs", "progress", "checkpoint", "checkpoint_every", "resume",
                       "overwrite", "device", "compile"}
@@ -53,8 +66,8 @@ class CheckpointError(ValueError):
 @dataclass
 class TrainConfig:
     epochs: int = 10                  # passes over the training data (in total, when resuming)
-    batch_size: int = 64              # examples per step
-    lr: float = 1e-3                  # learning rate of every optimiser
+    batch_size: int = 64              # examples per step (over all processes under torchrun)
+    lr: float = 1e-3                  # learning rate of every optimiser (its peak, with a schedule)
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's betas (GANs: (0.5, 0.999), Radford et al.)
     optimizer: str = "adam"           # "adam", "adamw" or "adamax"
     weight_decay: float = 0.0         # L2 (adam, adamax) or decoupled (adamw) weight decay
@@ -70,6 +83,8 @@ class TrainConfig:
     checkpoint_every: int = 1         # epochs between checkpoints (the last epoch always saves)
     resume: bool = False              # continue from ``checkpoint`` if it exists
     overwrite: bool = False           # allow starting afresh over an existing checkpoint
+    lr_schedule: str = "constant"     # "constant", or "cosine": decay to 0 over all the steps
+    warmup_steps: int = 0             # steps of linear warm-up from 0 to ``lr`` before that
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
@@ -80,6 +95,11 @@ class TrainConfig:
                              f"{self.epochs}, {self.batch_size}, {self.checkpoint_every}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: "
+                             f"{', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass
@@ -118,22 +138,37 @@ class TrainResult:
     model: nn.Module         # the trained model (in place: the same object that was passed)
     history: History
     ema: nn.Module | None    # the moving average of ``model.ema_module()``, or None
+    is_main: bool = True     # False in the processes of a torchrun run other than rank 0
 
 
 class EarlyStopping:
-    """A callback that stops when ``metric`` (lower is better) has not improved for ``patience``
-    epochs and keeps the best weights; call ``restore(model)`` after ``fit``."""
+    """A callback that stops when ``metric`` has not improved for ``patience`` epochs and keeps
+    the best weights; call ``restore(model)`` after ``fit``.
 
-    def __init__(self, metric: str = "val_neg_elbo", patience: int = 10):
-        self.metric, self.patience = metric, patience
-        self.best, self.best_epoch, self.best_state = math.inf, 0, None
+    Args:
+        metric: a key of ``history.metrics`` (``"val_neg_elbo"``, or one a callback records).
+        patience: epochs without improvement before stopping.
+        mode: ``"min"`` (lower is better, a loss) or ``"max"`` (higher is better); a metric
+            class's ``higher_is_better`` says which, e.g. ``mode="max" if PSNR.higher_is_better
+            else "min"``.
+    """
+
+    def __init__(self, metric: str = "val_neg_elbo", patience: int = 10, mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.metric, self.patience, self.mode = metric, patience, mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.best_epoch, self.best_state = 0, None
+
+    def _better(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
 
     def __call__(self, state: TrainState) -> bool:
         values = state.history.metrics.get(self.metric)
         if not values:
             raise ValueError(f"EarlyStopping watches {self.metric!r}, but the history has "
                              f"{sorted(state.history.metrics)}")
-        if values[-1] < self.best:
+        if self._better(values[-1]):
             self.best, self.best_epoch = values[-1], state.epoch
             self.best_state = copy.deepcopy(state.model.state_dict())
         return state.epoch - self.best_epoch >= self.patience
@@ -150,6 +185,11 @@ def as_batch_data(data, device: torch.device | str = "cpu") -> dict[str, torch.T
 
     Accepts a ``coursekit.data.ImageDataset`` (its images, labels and levels), a tensor of
     examples, or a dict of tensors with key ``"x"``. Refuses non-finite values, naming where.
+
+    Example:
+        >>> data = as_batch_data({"x": torch.zeros(5, 2), "y": torch.arange(5)})
+        >>> {name: tuple(t.shape) for name, t in data.items()}
+        {'x': (5, 2), 'y': (5,)}
     """
     if torch.is_tensor(data):
         tensors = {"x": data}
@@ -177,32 +217,32 @@ def as_batch_data(data, device: torch.device | str = "cpu") -> dict[str, torch.T
     return {name: t.to(device) for name, t in tensors.items()}
 
 
-def _batches(data: dict[str, torch.Tensor], order: torch.Tensor, batch_size: int, drop_last: bool):
+def _batch_indices(order: torch.Tensor, batch_size: int, drop_last: bool,
+                   dist: distributed.Dist = distributed.Dist()):
+    """The index of each batch, in order. Under torchrun each process takes every
+    ``world_size``-th example of the global batch, from its ``rank`` on: the union over processes
+    is the batch a single process would take (the scheme of ``DistributedSampler``), and a batch
+    is cut to a multiple of ``world_size`` so that every process holds the same number."""
     n = len(order)
     for start in range(0, n, batch_size):
         index = order[start:start + batch_size]
-        if len(index) < 2 or (drop_last and len(index) < batch_size):
+        index = index[:len(index) - len(index) % dist.world_size]
+        if len(index) < 2 * dist.world_size or (drop_last and len(index) < batch_size):
             return  # a batch of one breaks batch norm and says little
-        yield {name: t[index] for name, t in data.items()}
+        yield index[dist.rank::dist.world_size]
+
+
+def _steps_per_epoch(n: int, config: TrainConfig, dist: distributed.Dist) -> int:
+    return sum(1 for _ in _batch_indices(torch.arange(n), config.batch_size, config.drop_last,
+                                         dist))
 
 
 # --------------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Write ``payload`` with ``torch.save`` to a temporary file beside ``path``, then rename it
-    over ``path``: a crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``payload`` with ``torch.save`` atomically (``coursekit.utils.atomic_write``): a crash
+    mid-write leaves the previous checkpoint intact."""
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -251,33 +291,146 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return model, ema, payload
 
 
-def _rng_state(shuffle: torch.Generator, device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, shuffle: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    shuffle.set_state(state["shuffle"].cpu())
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 def _fork_rng(device: torch.device):
     """Evaluation and callbacks draw from a copy of the RNG, so they never change training."""
     devices = [device.index or 0] if device.type == "cuda" else []
     return torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda")
 
 
-# ------------------------------------------------------------------------------------- training
+# ------------------------------------------------------------------------------- the engine
 
 def _make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
            "adamax": torch.optim.Adamax}[config.optimizer]
     return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
+
+def _lr_factor(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning rate as a fraction of ``lr`` after ``step`` steps: a linear warm-up, then
+    constant or a cosine to 0 at the last step (Loshchilov and Hutter 2017)."""
+    warmup = config.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class _LossModule(nn.Module):
+    """Routes ``model.loss`` through ``forward``, so that ``DistributedDataParallel`` (which
+    hooks ``forward``) averages the gradients of whichever phase ran."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, phase: str, batch: dict, step: int):
+        return self.model.loss(phase, batch, step)
+
+
+class Engine:
+    """Everything a run changes besides the model's weights: optimisers (one per phase) and
+    their learning-rate schedule, the float16 loss scaler, the EMA copy, the data-order generator,
+    the torch RNG and the step and epoch counters. ``state_dict()`` / ``load_state_dict()`` are
+    what a checkpoint stores and restores; ``step(batch)`` is one optimisation step."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device,
+                 total_steps: int, dist: distributed.Dist = distributed.Dist()):
+        self.model, self.config, self.device, self.dist = model, config, device, dist
+        self.groups = model.parameter_groups()
+        self.optimizers = {name: _make_optimizer(p, config) for name, p in self.groups.items()}
+        # the learning rate is a function of the step alone, so a resumed run needs no state
+        self.lr_factor = None
+        if config.lr_schedule != "constant" or config.warmup_steps:
+            self.lr_factor = _lr_factor(config, total_steps)
+        self.amp = amp_dtype(device) if config.amp else None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == torch.float16)
+        self.ema = None
+        if config.ema_decay is not None:
+            # torch's EMA update (a foreach lerp); not AveragedModel, which reads its counter on
+            # the host every step and so would make the loop wait for the device
+            self.ema = copy.deepcopy(model.ema_module()).requires_grad_(False)
+            self._ema_update = get_ema_multi_avg_fn(config.ema_decay)
+            self._ema_params = (list(self.ema.parameters()),
+                                list(model.ema_module().parameters()))
+            self._ema_buffers = list(zip(self.ema.buffers(), model.ema_module().buffers()))
+        loss = model.loss
+        if dist.active:
+            ids = [device.index] if device.type == "cuda" else None
+            loss = nn.parallel.DistributedDataParallel(_LossModule(model), device_ids=ids,
+                                                       find_unused_parameters=True)
+        self.loss = torch.compile(loss) if config.compile else loss
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.step_count, self.epoch = 0, 0
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+
+    def step(self, batch: dict, logged: dict[str, list[torch.Tensor]]) -> None:
+        """One optimisation step: every phase of ``model.phases(step)`` in turn; appends the
+        logged values (still on the device) to ``logged``."""
+        if self.lr_factor is not None:
+            lr = self.config.lr * self.lr_factor(self.step_count)
+            for opt in self.optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = lr
+        for phase in self.model.phases(self.step_count):
+            opt = self.optimizers[phase]
+            opt.zero_grad(set_to_none=True)
+            with self.autocast():
+                loss, logs = self.loss(phase, batch, self.step_count)
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip is not None:
+                self.scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(self.groups[phase], self.config.grad_clip)
+            self.scaler.step(opt)
+            for name, value in logs.items():
+                logged.setdefault(name, []).append(value.float())
+        self.scaler.update()
+        if self.ema is not None:
+            # ema <- decay * ema + (1 - decay) * weights, on the device; buffers are copied
+            self._ema_update(*self._ema_params, None)
+            for e, b in self._ema_buffers:
+                e.copy_(b)
+        self.step_count += 1
+
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def state_dict(self) -> dict:
+        """Model, optimisers, schedules, scaler, EMA, counters, and the RNG state of every
+        process (a collective call under torchrun: every process must make it)."""
+        return {"model": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "scaler": self.scaler.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
+                "epoch": self.epoch, "step": self.step_count,
+                "rng": self.dist.gather(self._rng_state())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch, self.step_count = state["epoch"], state["step"]
+        rng = state["rng"][self.dist.rank]
+        torch.set_rng_state(rng["torch"].cpu())
+        self.shuffle.set_state(rng["shuffle"].cpu())
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+
+
+# ------------------------------------------------------------------------------------- training
 
 def _check_protocol(model: nn.Module) -> None:
     missing = [m for m in ("phases", "parameter_groups", "loss") if not hasattr(model, m)]
@@ -287,19 +440,86 @@ def _check_protocol(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, data: dict, batch_size: int, autocast) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
+def _evaluate(engine: Engine, data: dict, batch_size: int) -> dict[str, float]:
+    """Mean of each value of ``model.evaluate`` over ``data``; under torchrun each process
+    evaluates every ``world_size``-th example and the sums are added up."""
+    dist = engine.dist
+    data = {name: t[dist.rank::dist.world_size] for name, t in data.items()}
     sums: dict[str, torch.Tensor] = {}
-    n = len(data["x"])
-    for start in range(0, n, batch_size):
-        batch = {name: t[start:start + batch_size] for name, t in data.items()}
-        with autocast():
-            values = model.evaluate(batch)
-        for name, v in values.items():
-            sums[name] = sums.get(name, 0.0) + v.float().sum()
-    model.train(was_training)
-    return {f"val_{name}": float(total) / n for name, total in sums.items()}
+    with eval_mode(engine.model):
+        for start in range(0, len(data["x"]), batch_size):
+            batch = {name: t[start:start + batch_size] for name, t in data.items()}
+            with engine.autocast():
+                values = engine.model.evaluate(batch)
+            for name, v in values.items():
+                sums[name] = sums.get(name, 0.0) + v.float().sum()
+    n = dist.sum(torch.tensor(float(len(data["x"])), device=engine.device))
+    return {f"val_{name}": float(dist.sum(total) / n) for name, total in sums.items()}
+
+
+def _train_epoch(engine: Engine, train: dict, bar) -> tuple[dict, int, float]:
+    """One pass over ``train`` in a fresh random order; returns the logged values (on the
+    device), the examples seen by this process and the seconds taken."""
+    engine.model.train()
+    start = time.perf_counter()
+    n = len(train["x"])
+    order = torch.randperm(n, generator=engine.shuffle).to(engine.device)
+    logged: dict[str, list[torch.Tensor]] = {}
+    seen = 0
+    for index in _batch_indices(order, engine.config.batch_size, engine.config.drop_last,
+                                engine.dist):
+        engine.step({name: t[index] for name, t in train.items()}, logged)
+        seen += len(index)
+        bar.update(1)
+    return logged, seen, time.perf_counter() - start
+
+
+def _end_epoch(engine: Engine, history: History, logged: dict, seen: int, seconds: float,
+               val: dict | None, callbacks) -> bool:
+    """Record the epoch (one read from the device), validate, run the callbacks; returns
+    whether to stop (rank 0's decision, on every process)."""
+    start = time.perf_counter()
+    config, dist = engine.config, engine.dist
+    for name, values in logged.items():
+        values = dist.mean(torch.stack(values)).cpu()  # (steps,), averaged over processes
+        history.step_losses.setdefault(name, []).extend(values.tolist())
+        history.losses.setdefault(name, []).append(float(values.mean()))
+        if not torch.isfinite(values).all():
+            raise FloatingPointError(f"{name} became non-finite in epoch {engine.epoch + 1} "
+                                     f"(step {engine.step_count}); lower the learning rate or "
+                                     f"check the data")
+    history.epoch_seconds.append(seconds)
+    history.images_per_second.append(seen * dist.world_size / max(seconds, 1e-9))
+    engine.epoch += 1
+    history.epochs, history.steps = engine.epoch, engine.step_count
+    if val is not None:
+        with _fork_rng(engine.device):
+            for name, value in _evaluate(engine, val, max(256, config.batch_size)).items():
+                history.metrics.setdefault(name, []).append(value)
+    state = TrainState(engine.model, engine.ema, engine.epoch, engine.step_count, history,
+                       engine.device)
+    stop = False
+    with _fork_rng(engine.device):
+        for callback in callbacks:
+            stop = bool(callback(state)) or stop
+    history.wall_seconds += seconds + time.perf_counter() - start
+    return dist.decide(stop)
+
+
+def _save(engine: Engine, history: History, path: Path, header: dict) -> None:
+    payload = {**header, **engine.state_dict(), "history": history.to_dict(),
+               "world_size": engine.dist.world_size}
+    if engine.dist.is_main:
+        save_checkpoint(path, payload)
+
+
+def _restore(engine: Engine, path: Path, header: dict) -> History:
+    payload = load_checkpoint(path, map_location=engine.device)
+    _check_same_run(payload, path, header, engine.config, engine.dist.world_size)
+    engine.load_state_dict(payload)
+    history = History(**payload["history"])
+    history.device = str(engine.device)
+    return history
 
 
 def fit(model: nn.Module, data, config: TrainConfig | None = None, val_data=None,
@@ -318,7 +538,7 @@ def fit(model: nn.Module, data, config: TrainConfig | None = None, val_data=None
     Raises:
         CheckpointError: resuming from a corrupt checkpoint or one of a different run, or
             starting afresh where a checkpoint exists without ``overwrite=True``.
-        FloatingPointError: a training loss became NaN or infinite.
+        FloatingPointError: a training loss became non-finite.
 
     Example:
         >>> from coursekit.models import VAE, VAEConfig
@@ -331,132 +551,50 @@ def fit(model: nn.Module, data, config: TrainConfig | None = None, val_data=None
     """
     config = config or TrainConfig()
     _check_protocol(model)
-    seed_everything(config.seed)
-    device = get_device(config.device)
-    model.to(device)
-    train = as_batch_data(data, device)
-    val = as_batch_data(val_data, device) if val_data is not None else None
-    if val is not None and not hasattr(model, "evaluate"):
-        raise TypeError(f"val_data was given but {type(model).__name__} has no evaluate()")
+    with distributed.session(get_device(config.device)) as (dist, device):
+        seed_everything(config.seed)  # the same initial weights and data order in every process
+        train = as_batch_data(data, device)
+        val = as_batch_data(val_data, device) if val_data is not None else None
+        if val is not None and not hasattr(model, "evaluate"):
+            raise TypeError(f"val_data was given but {type(model).__name__} has no evaluate()")
+        if hasattr(model, "check_data"):
+            for part in (train, val):
+                if part is not None:
+                    model.check_data(part)
+        model.to(device)
+        steps = _steps_per_epoch(len(train["x"]), config, dist)
+        engine = Engine(model, config, device, config.epochs * steps, dist)
+        if dist.active:
+            torch.manual_seed(config.seed + dist.rank)  # each process its own noise (z, dropout)
+        header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                  "model_class": type(model).__name__, "model_config": _model_config(model),
+                  "train_config": asdict(config)}
+        history = History(seed=config.seed, device=str(device))
+        ckpt = Path(config.checkpoint) if config.checkpoint else None
+        if ckpt is not None and ckpt.exists():
+            if not (config.resume or config.overwrite):
+                raise CheckpointError(f"{ckpt} already exists: pass resume=True to continue that "
+                                      f"run or overwrite=True to start a new one over it")
+            if config.resume:
+                history = _restore(engine, ckpt, header)
 
-    groups = model.parameter_groups()
-    optimizers = {name: _make_optimizer(params, config) for name, params in groups.items()}
-    dtype = amp_dtype(device) if config.amp else None
-
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ema = None
-    if config.ema_decay is not None:
-        ema = copy.deepcopy(model.ema_module()).requires_grad_(False)
-        ema_pairs = [(e, p) for e, p in zip(ema.parameters(), model.ema_module().parameters())]
-        ema_buffers = list(zip(ema.buffers(), model.ema_module().buffers()))
-    loss_fn = torch.compile(model.loss) if config.compile else model.loss
-    shuffle = torch.Generator().manual_seed(config.seed)
-    history = History(seed=config.seed, device=str(device))
-    epoch, step = 0, 0
-
-    ckpt = Path(config.checkpoint) if config.checkpoint else None
-    model_name, model_config = type(model).__name__, _model_config(model)
-    if ckpt is not None and ckpt.exists():
-        if config.resume:
-            payload = load_checkpoint(ckpt, map_location=device)
-            _check_same_run(payload, ckpt, model_name, model_config, config)
-            model.load_state_dict(payload["model"])
-            for name, opt in optimizers.items():
-                opt.load_state_dict(payload["optimizers"][name])
-            scaler.load_state_dict(payload["scaler"])
-            if ema is not None:
-                ema.load_state_dict(payload["ema"])
-            epoch, step = payload["epoch"], payload["step"]
-            history = History(**payload["history"])
-            history.device = str(device)
-            _set_rng_state(payload["rng"], shuffle, device)
-        elif not config.overwrite:
-            raise CheckpointError(f"{ckpt} already exists: pass resume=True to continue that run "
-                                  f"or overwrite=True to start a new one over it")
-
-    def save(epoch_done: int) -> None:
-        save_checkpoint(ckpt, {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "model_class": model_name, "model_config": model_config,
-            "train_config": asdict(config), "model": model.state_dict(),
-            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "scaler": scaler.state_dict(), "ema": None if ema is None else ema.state_dict(),
-            "epoch": epoch_done, "step": step, "rng": _rng_state(shuffle, device),
-            "history": history.to_dict()})
-
-    n = len(train["x"])
-    steps_per_epoch = sum(1 for _ in _batches({"i": torch.arange(n)}, torch.arange(n),
-                                              config.batch_size, config.drop_last))
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=epoch * steps_per_epoch,
-               disable=not config.progress, desc=model_name, leave=False)
-    try:
-        while epoch < config.epochs:
-            model.train()
-            start = time.perf_counter()
-            order = torch.randperm(n, generator=shuffle).to(device)
-            logged: dict[str, list[torch.Tensor]] = {}
-            seen = 0
-            for batch in _batches(train, order, config.batch_size, config.drop_last):
-                for phase in model.phases(step):
-                    opt = optimizers[phase]
-                    opt.zero_grad(set_to_none=True)
-                    with autocast():
-                        loss, logs = loss_fn(phase, batch, step)
-                    scaler.scale(loss).backward()
-                    if config.grad_clip is not None:
-                        scaler.unscale_(opt)
-                        nn.utils.clip_grad_norm_(groups[phase], config.grad_clip)
-                    scaler.step(opt)
-                    for name, value in logs.items():
-                        logged.setdefault(name, []).append(value.float())
-                scaler.update()
-                if ema is not None:
-                    # ema <- decay * ema + (1 - decay) * weights, on the device, no host sync
-                    torch._foreach_lerp_([e for e, _ in ema_pairs], [p.detach() for _, p in
-                                                                    ema_pairs], 1 - config.ema_decay)
-                    for e, b in ema_buffers:
-                        e.copy_(b)
-                seen += len(batch["x"])
-                step += 1
-                bar.update(1)
-            # one read from the device per epoch
-            for name, values in logged.items():
-                values = torch.stack(values).cpu()
-                history.step_losses.setdefault(name, []).extend(values.tolist())
-                history.losses.setdefault(name, []).append(float(values.mean()))
-                if not torch.isfinite(values).all():
-                    raise FloatingPointError(f"{name} became non-finite in epoch {epoch + 1} "
-                                             f"(step {step}); lower the learning rate or check "
-                                             f"the data")
-            seconds = time.perf_counter() - start
-            history.epoch_seconds.append(seconds)
-            history.images_per_second.append(seen / max(seconds, 1e-9))
-            epoch += 1
-            history.epochs, history.steps = epoch, step
-            if val is not None:
-                with _fork_rng(device):
-                    for name, value in _evaluate(model, val, max(256, config.batch_size),
-                                                 autocast).items():
-                        history.metrics.setdefault(name, []).append(value)
-            history.wall_seconds += time.perf_counter() - start
-            state = TrainState(model, ema, epoch, step, history, device)
-            stop = False
-            with _fork_rng(device):
-                for callback in callbacks:
-                    stop = bool(callback(state)) or stop
-            if ckpt is not None and (stop or epoch % config.checkpoint_every == 0
-                                     or epoch == config.epochs):
-                save(epoch)
-            bar.set_postfix({k: f"{v[-1]:.3g}" for k, v in history.losses.items()})
-            if stop:
-                break
-    finally:
-        bar.close()
-    model.eval()
-    return TrainResult(model, history, ema)
+        bar = tqdm(total=config.epochs * steps, initial=engine.epoch * steps,
+                   disable=not (config.progress and dist.is_main), desc=header["model_class"],
+                   leave=False)
+        try:
+            while engine.epoch < config.epochs:
+                logged, seen, seconds = _train_epoch(engine, train, bar)
+                stop = _end_epoch(engine, history, logged, seen, seconds, val, callbacks)
+                if ckpt is not None and (stop or engine.epoch % config.checkpoint_every == 0
+                                         or engine.epoch == config.epochs):
+                    _save(engine, history, ckpt, header)
+                bar.set_postfix({k: f"{v[-1]:.3g}" for k, v in history.losses.items()})
+                if stop:
+                    break
+        finally:
+            bar.close()
+        model.eval()
+        return TrainResult(model, history, engine.ema, dist.is_main)
 
 
 def _model_config(model: nn.Module) -> dict:
@@ -466,8 +604,9 @@ def _model_config(model: nn.Module) -> dict:
     return asdict(config) if config is not None else {}
 
 
-def _check_same_run(payload: dict, path: Path, model_name: str, model_config: dict,
-                    config: TrainConfig) -> None:
+def _check_same_run(payload: dict, path: Path, header: dict, config: TrainConfig,
+                    world_size: int) -> None:
+    model_name, model_config = header["model_class"], header["model_config"]
     if payload["model_class"] != model_name:
         raise CheckpointError(f"{path} holds a {payload['model_class']}, not a {model_name}")
     if _normalise(payload["model_config"]) != _normalise(model_config):
@@ -482,6 +621,9 @@ def _check_same_run(payload: dict, path: Path, model_name: str, model_config: di
         raise CheckpointError(f"{path} was trained with different settings {diff} "
                               f"(saved {[saved.get(k) for k in diff]}, now {[now[k] for k in diff]}); "
                               f"refusing to resume")
+    if payload.get("world_size", 1) != world_size:
+        raise CheckpointError(f"{path} was written by {payload.get('world_size', 1)} process(es), "
+                              f"this run has {world_size}; resume with the same number")
 
 
 def _normalise(value):
