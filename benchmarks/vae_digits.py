@@ -25,6 +25,7 @@ import time
 import torch
 
 from coursekit.data import digits
+from coursekit.metrics import iwae_nll
 from coursekit.models import VAE, VAEConfig
 from coursekit.seed import seed_everything
 from coursekit.train import EarlyStopping, TrainConfig, as_batch_data, fit
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         elbo = model.evaluate(data)["neg_elbo"].mean().item()
     start = time.perf_counter()
-    nll = model.iwae_nll(data, k=args.k).mean().item()
+    nll = iwae_nll(model.iwae_log_weights(data, k=args.k)).mean().item()
     print(f"IWAE with k={args.k} on {len(data['x'])} test digits took "
           f"{time.perf_counter() - start:.1f} s")
     print(f"test_elbo_nats={elbo:.2f} test_nll_iwae_nats={nll:.2f} k={args.k} "

@@ -24,7 +24,6 @@ a wrapper with the same two methods (2048-d features), so every metric works unc
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coursekit.seed import seed_everything
+from coursekit.utils import atomic_write, eval_mode, offline_requested
 
-__all__ = ["FeatureNetConfig", "TrainConfig", "FeatureNet", "feature_net", "extract_features",
-           "class_probs", "accuracy", "train_feature_net", "weights_path", "main"]
+__all__ = ["FeatureNetConfig", "FeatureTrainConfig", "FeatureNet", "feature_net",
+           "extract_features", "class_probs", "accuracy", "train_feature_net", "weights_path",
+           "main"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED = {"digits": "digits_classifier.pt", "mnist": "mnist_classifier.pt"}
@@ -46,13 +46,13 @@ SHIPPED = {"digits": "digits_classifier.pt", "mnist": "mnist_classifier.pt"}
 class FeatureNetConfig:
     image_size: int = 8  # H = W of the input images (8 for digits, 28 for MNIST)
     in_channels: int = 1  # grey images
-    width: int = 32  # channels of the first conv block; the second has twice as many
+    channels: int = 32  # channels of the first conv block; the second has twice as many
     feature_dim: int = 128  # size of the penultimate layer: the features the metrics use
     num_classes: int = 10  # digits 0-9
 
 
 @dataclass
-class TrainConfig:
+class FeatureTrainConfig:
     epochs: int = 30  # passes over the training images
     batch_size: int = 64  # images per step
     lr: float = 2e-3  # Adam learning rate, decayed to 0 by a cosine schedule
@@ -74,7 +74,7 @@ class FeatureNet(nn.Module):
     def __init__(self, config: FeatureNetConfig):
         super().__init__()
         self.config = config
-        w = config.width
+        w = config.channels
 
         def block(c_in, c_out):
             return nn.Sequential(
@@ -147,8 +147,7 @@ def _inception(device) -> nn.Module:
 
     weights = Inception_V3_Weights.DEFAULT
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    offline = os.environ.get("COURSEKIT_OFFLINE", "").lower() not in ("", "0", "false", "no")
-    if not cached.exists() and offline:
+    if not cached.exists() and offline_requested():
         raise RuntimeError(f"Inception-v3 weights are not in torch's cache ({cached}) and "
                            f"COURSEKIT_OFFLINE is set; use feature_net('digits') or "
                            f"feature_net('mnist'), which ship with the course")
@@ -192,22 +191,14 @@ def _batched(fn, images: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def extract_features(net: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """``(N, D)`` float64 features of ``(N, C, H, W)`` images in [0, 1], without gradients."""
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         return _batched(net.features, images, batch_size)
-    finally:
-        net.train(was_training)
 
 
 def class_probs(net: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """``(N, K)`` float64 class probabilities (softmax of the logits), for ``inception_score``."""
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         return _batched(net.forward, images, batch_size).softmax(dim=1)
-    finally:
-        net.train(was_training)
 
 
 def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -215,52 +206,62 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
     return float((class_probs(net, images).argmax(1) == labels).double().mean())
 
 
-def _random_shift(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
+def _random_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     """Translate each image by up to ``shift`` pixels (zero padding), the only augmentation."""
     if shift == 0:
         return x
     N, _, H, W = x.shape
     padded = F.pad(x, (shift, shift, shift, shift))
-    dy, dx = torch.randint(0, 2 * shift + 1, (2, N), generator=gen)
-    rows = (dy[:, None] + torch.arange(H))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(W))[:, None, None, :]  # (N, 1, 1, W)
-    batch = torch.arange(N)[:, None, None, None]
-    return padded[batch, torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, N), device=x.device)
+    rows = (dy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(N, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+class _Classification(nn.Module):
+    """A ``FeatureNet`` behind the training engine's protocol: one phase, the cross-entropy of
+    randomly shifted images."""
+
+    def __init__(self, net: FeatureNet, shift: int):
+        super().__init__()
+        self.net, self.shift = net, shift
+
+    def phases(self, step: int) -> tuple[str, ...]:
+        return ("classifier",)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"classifier": list(self.net.parameters())}
+
+    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        x = _random_shift(batch["x"], self.shift)  # (B, C, H, W)
+        loss = F.cross_entropy(self.net(x), batch["y"])
+        return loss, {"loss": loss.detach()}
+
+    def config_dict(self) -> dict:
+        return {**asdict(self.net.config), "shift": self.shift}
 
 
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, config: FeatureNetConfig,
-                      train: TrainConfig, progress: bool = False) -> tuple[FeatureNet, list]:
-    """Train a ``FeatureNet`` classifier with AdamW, a cosine schedule and random shifts.
+                      train: FeatureTrainConfig, progress: bool = False,
+                      device: str = "cpu") -> tuple[FeatureNet, list]:
+    """Train a ``FeatureNet`` classifier through ``coursekit.train.fit`` with AdamW, a cosine
+    schedule and random shifts.
 
     Returns:
         The trained network (eval mode) and the history: mean training loss per epoch.
     """
-    seed_everything(train.seed)
-    gen = torch.Generator().manual_seed(train.seed)
+    from coursekit.seed import seed_everything
+    from coursekit.train import TrainConfig, fit
+
+    seed_everything(train.seed)  # the initial weights
     net = FeatureNet(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    steps = train.epochs * -(-len(images) // train.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    history = []
-    epochs = range(train.epochs)
-    if progress:
-        from tqdm import tqdm
-        epochs = tqdm(epochs, desc="feature net")
-    for _ in epochs:
-        net.train()
-        order = torch.randperm(len(images), generator=gen)
-        total = 0.0
-        for i in range(0, len(images), train.batch_size):
-            idx = order[i: i + train.batch_size]
-            x = _random_shift(images[idx], train.shift, gen)  # (B, 1, H, W)
-            loss = F.cross_entropy(net(x), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / len(images))
-    return net.eval(), history
+    result = fit(_Classification(net, train.shift), {"x": images, "y": labels}, TrainConfig(
+        epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, optimizer="adamw",
+        weight_decay=train.weight_decay, lr_schedule="cosine", seed=train.seed, device=device,
+        progress=progress))
+    return net.eval(), result.history.losses["loss"]
 
 
 # ------------------------------------------------------------------------------ command line
@@ -274,12 +275,12 @@ def _data(name: str):
         images = torch.cat([d.images for d in train])
         labels = torch.cat([d.labels for d in train])
         return images, labels, test.images, test.labels, FeatureNetConfig(image_size=8), \
-            TrainConfig(epochs=40)
+            FeatureTrainConfig(epochs=40)
     from coursekit import data
 
     train, test = data.mnist("train", source="offline"), data.mnist("test", source="offline")
     return train.images, train.labels, test.images, test.labels, FeatureNetConfig(image_size=28), \
-        TrainConfig(epochs=12, shift=2)
+        FeatureTrainConfig(epochs=12, shift=2)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -304,10 +305,11 @@ def run(args: argparse.Namespace) -> int:
         net, history = train_feature_net(x, y, config, train, progress=not args.quiet)
         acc = accuracy(net, x_test, y_test)
         path = args.out_dir / SHIPPED[name]
-        torch.save({"config": asdict(config), "state_dict": net.state_dict(),
-                    "meta": {"dataset": name, "train": asdict(train), "n_train": len(x),
-                             "n_test": len(x_test), "test_accuracy": acc,
-                             "final_loss": history[-1], "torch": str(torch.__version__)}}, path)
+        payload = {"config": asdict(config), "state_dict": net.state_dict(),
+                   "meta": {"dataset": name, "train": asdict(train), "n_train": len(x),
+                            "n_test": len(x_test), "test_accuracy": acc,
+                            "final_loss": history[-1], "torch": str(torch.__version__)}}
+        atomic_write(path, lambda f: torch.save(payload, f))
         size = path.stat().st_size / 1e6
         print(f"{name}: held-out accuracy {acc:.4f} on {len(x_test)} images, seed {train.seed}, "
               f"{train.epochs} epochs, final loss {history[-1]:.4f} -> {path} ({size:.2f} MB)")

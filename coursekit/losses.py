@@ -206,12 +206,16 @@ def log_bernoulli(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none"))
 
 
-def log_categorical(levels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def log_categorical(levels: torch.Tensor, logits: torch.Tensor,
+                    check_range: bool = True) -> torch.Tensor:
     """``log Categorical(levels; softmax(logits))`` per example, shape ``(B,)``.
 
     Args:
         levels: integer grey levels ``(B, ...)`` in ``0 .. L-1`` (digits: ``(B, 1, 8, 8)``, L=17).
         logits: ``(B, L, ...)``: one unnormalised log-probability per level, on dimension 1.
+        check_range: check that every level lies in ``0 .. L-1``. The check reads the levels
+            back to the host, which makes a GPU wait: a training loop checks its data once
+            (``VAE.check_data``) and passes ``False``.
 
     Raises:
         ValueError: shapes disagree, or a level lies outside ``0 .. L-1``.
@@ -228,7 +232,8 @@ def log_categorical(levels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"logits must be (B, L, ...) for levels (B, ...), got logits "
                          f"{tuple(logits.shape)} and levels {tuple(levels.shape)}")
     num_levels = logits.shape[1]
-    if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
+    if check_range and levels.numel() and (int(levels.min()) < 0
+                                           or int(levels.max()) >= num_levels):
         raise ValueError(f"levels must lie in 0..{num_levels - 1}, got values from "
                          f"{int(levels.min())} to {int(levels.max())}")
     return -_sum_per_example(F.cross_entropy(logits, levels.long(), reduction="none"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 
@@ -137,6 +138,16 @@ def fid(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     return fid_from_stats(mu1, sigma1, mu2, sigma2)
 
 
+@dataclass
+class _RunningMoments:
+    """The running sums of one set of features, shifted by a fixed vector."""
+
+    count: int             # samples seen
+    shift: torch.Tensor    # (D,) the first batch's mean, subtracted from every feature
+    total: torch.Tensor    # (D,) sum of f - shift
+    outer: torch.Tensor    # (D, D) sum of (f - shift)(f - shift)^T
+
+
 class FID(Metric):
     """FID accumulated over batches from running sums (memory ``O(D^2)``, not ``O(N)``).
 
@@ -150,32 +161,34 @@ class FID(Metric):
     higher_is_better = False
 
     def reset(self) -> None:
-        # per set: [samples, shift (D,), sum of f - shift (D,), sum of outer products (D, D)]
-        self.stats = {True: None, False: None}
+        self.stats: dict[bool, _RunningMoments | None] = {True: None, False: None}  # real, fake
 
     def update(self, features: torch.Tensor, real: bool) -> None:
         check_tensor("features", features, ndim=2)
         f = features.detach().double().cpu()
         real = bool(real)
         if self.stats[real] is None:
-            self.stats[real] = [0, f.mean(0), 0.0, 0.0]
-        state = self.stats[real]
-        if f.shape[1] != state[1].shape[0]:
+            self.stats[real] = _RunningMoments(count=0, shift=f.mean(0),
+                                               total=torch.zeros(f.shape[1], dtype=torch.float64),
+                                               outer=torch.zeros(f.shape[1], f.shape[1],
+                                                                 dtype=torch.float64))
+        s = self.stats[real]
+        if f.shape[1] != s.shift.shape[0]:
             raise ValueError(f"features have D={f.shape[1]} but earlier batches had "
-                             f"D={state[1].shape[0]}")
-        centred = f - state[1]  # (B, D)
-        state[0] += len(f)
-        state[2] = state[2] + centred.sum(0)
-        state[3] = state[3] + centred.T @ centred
+                             f"D={s.shift.shape[0]}")
+        centred = f - s.shift  # (B, D)
+        s.count += len(f)
+        s.total += centred.sum(0)
+        s.outer += centred.T @ centred
 
     def _gaussian(self, real: bool):
-        n = 0 if self.stats[real] is None else self.stats[real][0]
+        s = self.stats[real]
+        n = 0 if s is None else s.count
         if n < 2:
             raise RuntimeError(f"FID needs at least 2 {'real' if real else 'generated'} samples, "
                                f"got {n}")
-        _, shift, total, outer = self.stats[real]
-        mean = total / n  # mean of f - shift
-        return shift + mean, (outer - n * torch.outer(mean, mean)) / (n - 1)
+        mean = s.total / n  # mean of f - shift
+        return s.shift + mean, (s.outer - n * torch.outer(mean, mean)) / (n - 1)
 
     def compute(self) -> float:
         return fid_from_stats(*self._gaussian(True), *self._gaussian(False))

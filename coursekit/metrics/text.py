@@ -1,4 +1,4 @@
-"""Text metrics: corpus BLEU, ROUGE and perplexity (Chapter 5, used in Chapter 7).
+"""Text metrics: corpus BLEU, ROUGE and perplexity (Chapter 5).
 
 * ``bleu``: corpus BLEU exactly as sacrebleu's ``corpus_bleu`` defaults compute it (Papineni et al.
   2002; Post 2018): 13a tokenisation, n-grams up to 4, clipped counts pooled over the *corpus*,

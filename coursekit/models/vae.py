@@ -8,8 +8,9 @@ The negative ELBO, in nats per example (Kingma and Welling 2014):
 
 A beta-VAE (Higgins et al. 2017) trains on ``-log p(x|z) + beta * KL``; KL annealing (Bowman et
 al. 2016) ramps that weight from 0 to ``beta``; a conditional VAE (Sohn et al. 2015) gives the
-label to both encoder and decoder; ``iwae_nll`` is the bound of Burda et al. (2016), which
-tightens towards ``-log p(x)`` as ``k`` grows. The categorical likelihood over the 17 grey levels
+label to both encoder and decoder; ``iwae_log_weights`` gives the importance weights of the bound
+of Burda et al. (2016), which ``coursekit.metrics.iwae_nll`` reduces and which tightens towards
+``-log p(x)`` as ``k`` grows. The categorical likelihood over the 17 grey levels
 of the digits makes every number here comparable with J. Tomczak's intro_dgm (nats per image).
 """
 
@@ -193,10 +194,10 @@ class VAE(nn.Module):
             self.logvar_x = nn.Parameter(torch.full(c.data_shape, -2.0))
 
     # ------------------------------------------------------------------------------ the model
-    def _one_hot(self, batch_or_labels, n: int, device) -> torch.Tensor | None:
+    def _one_hot(self, labels: torch.Tensor | None, device) -> torch.Tensor | None:
+        """``(B,)`` labels -> ``(B, num_classes)`` one-hot codes; None for an unconditional VAE."""
         if not self.config.num_classes:
             return None
-        labels = batch_or_labels
         if labels is None:
             raise ValueError("this VAE is class-conditional: the batch needs labels 'y' (B,)")
         return F.one_hot(labels.to(device), self.config.num_classes).float()
@@ -238,36 +239,40 @@ class VAE(nn.Module):
             levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
         return levels
 
-    def log_likelihood(self, batch: dict, decoded: torch.Tensor) -> torch.Tensor:
-        """``log p(x|z)`` per example, shape ``(B,)``."""
+    def log_likelihood(self, batch: dict, decoded: torch.Tensor,
+                       check_range: bool = True) -> torch.Tensor:
+        """``log p(x|z)`` per example, shape ``(B,)``. ``check_range=False`` skips the check of
+        the grey levels (it waits for the device), for data that ``check_data`` has checked."""
         c = self.config
         if c.likelihood == "categorical":
-            return log_categorical(self._levels(batch), decoded)
+            return log_categorical(self._levels(batch), decoded, check_range=check_range)
         if c.likelihood == "bernoulli":
             return log_bernoulli(batch["x"], decoded)
         return log_normal(batch["x"], decoded, self.logvar_x)
 
-    def negative_elbo(self, batch: dict, beta: float = 1.0) -> dict[str, torch.Tensor]:
+    def negative_elbo(self, batch: dict, beta: float = 1.0,
+                      check_range: bool = True) -> dict[str, torch.Tensor]:
         """One-sample ``-ELBO`` and its parts, each ``(B,)``: ``rec`` = -log p(x|z), ``kl``, and
         ``loss`` = rec + beta * kl (the beta-weighted objective)."""
         x = batch["x"]
-        y = self._one_hot(batch.get("y"), x.shape[0], x.device)
+        y = self._one_hot(batch.get("y"), batch["x"].device)
         mu, logvar = self.encode(x, y)
         z = reparameterize(mu, logvar)                                    # (B, latent)
-        rec = -self.log_likelihood(batch, self.decode(z, y, x))           # (B,)
+        rec = -self.log_likelihood(batch, self.decode(z, y, x), check_range)  # (B,)
         kl = gaussian_kl(mu, logvar)                                      # (B,)
         return {"loss": rec + beta * kl, "neg_elbo": rec + kl, "rec": rec, "kl": kl}
 
     @torch.no_grad()
-    def iwae_nll(self, batch: dict, k: int = 100, chunk: int = 16) -> torch.Tensor:
-        """``-log p(x)`` estimated with ``k`` importance samples (Burda et al. 2016), ``(B,)``:
-        ``-log (1/k) sum_i p(x, z_i) / q(z_i|x)``. Never above the one-sample -ELBO on average.
-        ``chunk`` samples of z per image are decoded in one batch."""
+    def iwae_log_weights(self, batch: dict, k: int = 100, chunk: int = 16) -> torch.Tensor:
+        """``(k, B)`` log importance weights ``log p(x, z_i) - log q(z_i|x)``, ``z_i ~ q(z|x)``,
+        of the bound of Burda et al. (2016): ``coursekit.metrics.iwae_nll`` turns them into
+        ``-log (1/k) sum_i p(x, z_i) / q(z_i|x)`` per example, never above the one-sample -ELBO
+        on average. ``chunk`` samples of z per image are decoded in one batch."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         x = batch["x"]
         b = x.shape[0]
-        y = self._one_hot(batch.get("y"), b, x.device)
+        y = self._one_hot(batch.get("y"), batch["x"].device)
         mu, logvar = self.encode(x, y)
         log_w = []
         for start in range(0, k, chunk):
@@ -281,8 +286,7 @@ class VAE(nn.Module):
             zeros = torch.zeros_like(z)
             log_w.append((log_px + log_normal(z, zeros, zeros)
                           - log_normal(z, mu_n, logvar_n)).view(n, b))   # (n, B)
-        log_w = torch.cat(log_w)                                          # (k, B)
-        return -(torch.logsumexp(log_w, dim=0) - math.log(k))
+        return torch.cat(log_w)                                           # (k, B)
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
@@ -295,7 +299,7 @@ class VAE(nn.Module):
         self.eval()
         if c.num_classes and labels is None:
             labels = torch.arange(n, device=device) % c.num_classes
-        y = self._one_hot(labels, n, device)
+        y = self._one_hot(labels, device)
         z = torch.randn(n, c.latent_dim, device=device)
         if c.autoregressive:
             x = self._sample_autoregressive(z, y)
@@ -340,7 +344,7 @@ class VAE(nn.Module):
         """The decoder's mean at ``z = mu(x)`` (not for the autoregressive decoder)."""
         if self.config.autoregressive:
             raise ValueError("reconstruct needs a non-autoregressive decoder")
-        y = self._one_hot(labels, x.shape[0], x.device)
+        y = self._one_hot(labels, x.device)
         mu, _ = self.encode(x, y)
         return self._from_decoded(self.decode(mu, y), mean=True)
 
@@ -364,14 +368,31 @@ class VAE(nn.Module):
     def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         if phase != "vae":
             raise ValueError(f"unknown phase {phase!r}; a VAE has one phase, 'vae'")
-        parts = self.negative_elbo(batch, beta=self.kl_weight(step))
+        parts = self.negative_elbo(batch, beta=self.kl_weight(step), check_range=False)
         logs = {name: value.detach().mean() for name, value in parts.items()}
         return parts["loss"].mean(), logs
 
     def evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
         """Per-example ``neg_elbo``, ``rec`` and ``kl`` (one sample of z)."""
-        parts = self.negative_elbo(batch)
+        parts = self.negative_elbo(batch, check_range=False)
         return {"neg_elbo": parts["neg_elbo"], "rec": parts["rec"], "kl": parts["kl"]}
+
+    def check_data(self, data: dict) -> None:
+        """Check prepared data once, before training (the engine calls this), so that the loss
+        need not check the grey levels every step: ``x`` in [0, 1] and, for the categorical
+        likelihood, integer ``levels`` in ``0 .. num_levels - 1``."""
+        c = self.config
+        x = data["x"]
+        if c.likelihood != "gaussian" and x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"the {c.likelihood} likelihood needs x in [0, 1], got values from "
+                             f"{float(x.min()):.4g} to {float(x.max()):.4g}")
+        if c.likelihood == "categorical":
+            levels = self._levels(data)
+            if levels.is_floating_point():
+                raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
+            if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= c.num_levels):
+                raise ValueError(f"levels must lie in 0..{c.num_levels - 1}, got values from "
+                                 f"{int(levels.min())} to {int(levels.max())}")
 
     def config_dict(self) -> dict:
         return asdict(self.config)
