@@ -28,18 +28,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from coursekit import __version__
+
     parser = _Parser(prog="python -m coursekit",
                      description="Train, sample, build exercises and grade for the course.")
+    parser.add_argument("--version", action="version", version=f"coursekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(command=name)  # a module serving two commands asks which
         importlib.import_module(module).configure(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # the same error for every command, naming it and where its options are
+        parser.error(f"unrecognized arguments for '{args.command}': {' '.join(extras)} (see "
+                     f"python -m coursekit {args.command} --help)")
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args) or 0)
 

@@ -24,7 +24,6 @@ import gzip
 import importlib.util
 import os
 import socket
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,11 +32,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from coursekit.utils import atomic_write, offline_requested
+
 __all__ = [
-    "DATASETS", "ImageDataset", "load", "digits", "mnist", "faces", "photos", "text", "cache_dir",
+    "DATASETS", "IMAGE_DATASETS", "HELD_OUT_SPLIT", "ImageDataset", "load", "digits", "mnist",
+    "faces", "photos", "text", "cache_dir",
 ]
 
 DATASETS = ("digits", "mnist", "faces", "photos", "text")
+IMAGE_DATASETS = ("digits", "mnist", "faces")  # the ones a generative model trains on
+# the split that a training run validates on (digits keep "test" for the final numbers)
+HELD_OUT_SPLIT = {"digits": "val", "mnist": "test", "faces": "test"}
 
 DIGITS_LEVELS = 17  # pixel values of load_digits are the integers 0..16
 # The split by index used by J. Tomczak's intro_dgm code, so likelihoods compare with its numbers.
@@ -139,18 +144,6 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in the IDX format of LeCun's MNIST files (magic 0x0000080<ndim>)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
@@ -180,8 +173,8 @@ def _offline_mnist_root() -> Path:
     pixels, labels = table[order, :-1].reshape(-1, 28, 28), table[order, -1]
     for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
         image_file, label_file = _IDX_FILES[split]
-        _atomic_write(raw / image_file, _idx_bytes(pixels[part].astype(np.uint8)))
-        _atomic_write(raw / label_file, _idx_bytes(labels[part].astype(np.uint8)))
+        atomic_write(raw / image_file, _idx_bytes(pixels[part].astype(np.uint8)))
+        atomic_write(raw / label_file, _idx_bytes(labels[part].astype(np.uint8)))
     return root
 
 
@@ -214,10 +207,6 @@ def _socket_timeout(seconds: float):
         yield
     finally:
         socket.setdefaulttimeout(old)
-
-
-def _offline_requested() -> bool:
-    return os.environ.get("COURSEKIT_OFFLINE", "").lower() not in ("", "0", "false", "no")
 
 
 def mnist(split: str = "train", source: str = "auto", root: str | Path | None = None,
@@ -261,7 +250,7 @@ def mnist(split: str = "train", source: str = "auto", root: str | Path | None = 
             dataset = MNIST(str(root), train=train, download=False)
             used = "torchvision MNIST (70,000 images)"
         except RuntimeError:
-            if source == "torchvision" or not _offline_requested():
+            if source == "torchvision" or not offline_requested():
                 try:
                     with _socket_timeout(timeout), warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -374,6 +363,10 @@ def load(name: str, split: str | None = None, **kwargs):
 
     Raises:
         ValueError: an unknown name or split; the message lists what exists.
+
+    Example:
+        >>> load("digits", "val").shape, len(load("faces", "test"))
+        ((1, 8, 8), 20)
     """
     loaders = {"digits": digits, "mnist": mnist, "faces": faces, "text": text}
     if name == "photos":

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["available_devices", "get_device", "amp_dtype"]
+__all__ = ["available_devices", "get_device", "amp_dtype", "DeviceUnavailableError"]
+
+
+class DeviceUnavailableError(ValueError):
+    """A device name that is not a device, or names one this machine does not have."""
 
 
 def _mps_available() -> bool:
@@ -38,7 +42,8 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
         The chosen ``torch.device``.
 
     Raises:
-        ValueError: ``name`` is not a device name, or names a device this machine does not have.
+        DeviceUnavailableError: ``name`` is not a device name, or names a device this machine
+            does not have (a ``ValueError``).
 
     Example:
         >>> get_device("cpu")
@@ -47,13 +52,14 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         name = str(name)
     if not isinstance(name, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise DeviceUnavailableError(f"device must be a string such as 'auto', 'cpu' or 'cuda', "
+                                     f"got {name!r}")
     if name == "auto":
         return torch.device(available_devices()[0])
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(
+        raise DeviceUnavailableError(
             f"unknown device {name!r}: use 'auto' or one of {available_devices()}") from err
     if device.type == "cpu":
         return device
@@ -64,7 +70,7 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
             return torch.device("cuda", index)
     elif device.type == "mps" and _mps_available():
         return device
-    raise ValueError(
+    raise DeviceUnavailableError(
         f"device {name!r} is not available on this machine; available: {available_devices()} "
         f"(or 'auto')")
 

@@ -267,18 +267,15 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, config: Featur
 # ------------------------------------------------------------------------------ command line
 
 def _data(name: str):
-    if name == "digits":
-        from coursekit import data
+    """Training and held-out images of feature network ``name``, its config and its recipe."""
+    from coursekit.data import load
 
-        train = data.digits("train"), data.digits("val")
-        test = data.digits("test")
-        images = torch.cat([d.images for d in train])
-        labels = torch.cat([d.labels for d in train])
-        return images, labels, test.images, test.labels, FeatureNetConfig(image_size=8), \
-            FeatureTrainConfig(epochs=40)
-    from coursekit import data
-
-    train, test = data.mnist("train", source="offline"), data.mnist("test", source="offline")
+    if name == "digits":  # train on train + val, keep test (never seen) for the accuracy
+        parts = [load("digits", split) for split in ("train", "val")]
+        test = load("digits", "test")
+        return torch.cat([d.images for d in parts]), torch.cat([d.labels for d in parts]), \
+            test.images, test.labels, FeatureNetConfig(image_size=8), FeatureTrainConfig(epochs=40)
+    train, test = (load("mnist", split, source="offline") for split in ("train", "test"))
     return train.images, train.labels, test.images, test.labels, FeatureNetConfig(image_size=28), \
         FeatureTrainConfig(epochs=12, shift=2)
 

@@ -26,12 +26,21 @@ def test_train_resume_and_sample_in_process(tmp_path, capsys):
                                               "losses.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["history"]["epochs"] == 1
-    assert main(["train", "gan", "--epochs", "2", "--out", str(out), "--quiet", "--device",
-                 "cpu", "--seed", "3", "--ema", "0.9", "--resume"]) == 0
+    assert metrics["data_source"].startswith("scikit-learn load_digits")
+    resume = ["train", "gan", "--epochs", "2", "--out", str(out), "--quiet", "--device", "cpu",
+              "--seed", "3", "--ema", "0.9", "--resume"]
+    capsys.readouterr()
+    assert main(resume) == 0
+    assert "resumed from epoch 1" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["history"]["epochs"] == 2
-    png = tmp_path / "grid.png"
-    assert main(["sample", str(out), "--n", "16", "--out", str(png)]) == 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(resume) == 0  # again: the run is finished, and it says so
+    assert "already trained 2 epochs (--epochs 2): nothing to train" in capsys.readouterr().out
+    small, large = tmp_path / "grid.png", tmp_path / "large.png"
+    assert main(["sample", str(out), "--n", "16", "--out", str(small)]) == 0
+    assert small.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sample", str(out), "--n", "1000", "--out", str(large)]) == 0
+    grid = 32 * (8 + 1)  # 1000 digits: 32 per row, 8 pixels and a 1-pixel gap each
+    assert _png_width(large) >= 2 * grid > _png_width(small)  # the figure grows with n
     capsys.readouterr()
     assert main(["train", "gan", "--epochs", "1", "--out", str(out), "--quiet"]) == 2
     assert "exists: pass --resume" in capsys.readouterr().err
@@ -42,7 +51,11 @@ def test_train_resume_and_sample_in_process(tmp_path, capsys):
     (["train", "vae", "--data", "cifar", "--out", "x"],
      "invalid choice: 'cifar' (choose from 'digits', 'mnist', 'faces')"),
     (["train", "vae", "--out", "x", "--bogus", "3"],
-     "unrecognized arguments: --bogus 3 (valid options: --batch-size"),
+     "unrecognized arguments for 'train': --bogus 3 (see python -m coursekit train --help)"),
+    (["assign", "--bogus"], "unrecognized arguments for 'assign': --bogus"),
+    (["sample", "run", "--out", "x.png", "--bogus"], "unrecognized arguments for 'sample'"),
+    (["train", "vae", "--resume", "--out", "x"], "--resume: there is no checkpoint at x"),
+    (["sample", "no/such/run", "--out", "x.png", "--device", "cuda:7"], "not available"),
     (["train", "cgan", "--data", "faces", "--out", "x"], "cgan needs labelled data"),
     (["train", "vae", "--epochs", "0", "--out", "x"], "--epochs must be positive, got 0"),
     (["train", "vae", "--device", "tpu", "--out", "x"], "unknown device 'tpu'"),
@@ -56,6 +69,16 @@ def test_bad_usage_exits_2_with_one_line(args, message, capsys, tmp_path, monkey
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert message in err and err.count("\n") == 1, err
+
+
+def _png_width(path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("coursekit ")
 
 
 def test_corrupt_run_exits_1(tmp_path, capsys):
@@ -94,5 +117,5 @@ def test_conditional_models_get_ten_classes_even_if_a_split_lacks_some():
     keep = part.labels < 5  # a split holding only the digits 0-4
     part.images, part.labels, part.levels = part.images[keep], part.labels[keep], part.levels[keep]
     for name in ("cvae", "cgan"):
-        model, _ = build_model(name, part)
+        model = build_model(name, part)
         assert model.config.num_classes == 10
