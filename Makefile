@@ -7,8 +7,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 JOBS   ?= 2
-# tests/ plus every folder that holds notebooks (each is executed by nbval)
-NOTEBOOK_DIRS = tests $(wildcard book solutions exercises)
+# tests/, coursekit/ (its docstring examples) and every folder that holds notebooks (nbval)
+NOTEBOOK_DIRS = tests coursekit $(wildcard book solutions exercises)
 # Offline first: the loaders never try the network in the book build or the tests.
 export COURSEKIT_OFFLINE = 1
 # The course's models are small: one thread per process trains them fastest, and the tests run two
@@ -47,7 +47,7 @@ test: setup
 		$(NOTEBOOK_DIRS)
 
 unit: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadscope tests
+	$(PY) -m pytest -n $(JOBS) --dist loadscope tests coursekit
 
 clean:
 	rm -rf _build

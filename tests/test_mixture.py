@@ -1,7 +1,6 @@
 """coursekit.mixture: EM's monotone objective, agreement with closed forms and a brute-force
 likelihood, normalised probabilities, sampling, determinism and clear errors (Chapter 1)."""
 
-import doctest
 import itertools
 
 import numpy as np
@@ -149,8 +148,3 @@ def test_errors_name_the_problem(train):
         model.sample(0)
 
 
-def test_docstring_examples():
-    import coursekit.mixture
-
-    result = doctest.testmod(coursekit.mixture)
-    assert result.attempted > 3 and result.failed == 0

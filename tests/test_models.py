@@ -1,14 +1,13 @@
 """coursekit.models: shapes for every model and image size, gradients reach every parameter,
 MADE's autoregressive property, IWAE against the ELBO, and clear errors for bad inputs."""
 
-import doctest
 import math
 
 import pytest
 import torch
 
 from coursekit.metrics import iwae_nll
-from coursekit.models import GAN, VAE, GANConfig, VAEConfig, gan, layers, vae
+from coursekit.models import GAN, VAE, GANConfig, VAEConfig, layers
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (1, 25, 25), (3, 20, 24)]
 
@@ -23,12 +22,6 @@ def _grads_reach(model, params):
     missing = [name for name, p in model.named_parameters()
                if any(p is q for q in params) and (p.grad is None or not p.grad.abs().sum() > 0)]
     return missing
-
-
-def test_docstring_examples():
-    for module in (gan, vae):
-        result = doctest.testmod(module, extraglobs={"torch": torch})
-        assert result.attempted >= 1 and result.failed == 0, module.__name__
 
 
 @pytest.mark.parametrize("shape", SHAPES)
