@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coursekit.utils import to_numpy
+
 __all__ = [
     "Record", "CleaningConfig", "CleaningReport", "CleanResult", "DirtyConfig",
     "validate", "normalise", "to_levels", "quality_reason", "exact_duplicates", "near_duplicates",
@@ -359,7 +361,7 @@ def make_dirty(levels, config: DirtyConfig | None = None,
         (730, 100)
     """
     config = config or DirtyConfig()
-    x = levels.detach().cpu().numpy() if hasattr(levels, "detach") else np.asarray(levels)
+    x = to_numpy(levels)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3 or len(x) == 0:

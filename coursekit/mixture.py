@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
+from coursekit.utils import to_numpy
+
 __all__ = ["MixtureConfig", "CategoricalMixture", "as_levels", "uniform_nll"]
 
 
@@ -62,7 +64,7 @@ def as_levels(x, num_levels: int) -> np.ndarray:
         >>> as_levels(np.array([[[0, 16], [3, 4]]]), 17).tolist()
         [[0, 16, 3, 4]]
     """
-    array = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    array = to_numpy(x)
     if array.ndim < 2:
         raise ValueError(f"levels must be (N, ...) with one row per image, got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
@@ -178,7 +180,7 @@ class CategoricalMixture:
         if len(x) == 0:
             raise ValueError("cannot fit a mixture to an empty training set (N = 0)")
         n, d = x.shape
-        array = levels.detach().cpu().numpy() if hasattr(levels, "detach") else np.asarray(levels)
+        array = to_numpy(levels)
         self.image_shape = tuple(array.shape[1:])
         onehot = self._onehot(x)  # (N, D*L)
         rng = np.random.default_rng(c.seed)

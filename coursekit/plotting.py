@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from coursekit.utils import to_numpy
+
 __all__ = ["make_grid", "show_images", "plot_curves", "save_figure"]
 
 
@@ -32,7 +34,7 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, paddin
         >>> make_grid(torch.zeros(6, 1, 8, 8), nrow=3, padding=1).shape
         (19, 28)
     """
-    array = images.detach().float().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
+    array = to_numpy(images.detach().float() if torch.is_tensor(images) else images)
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4 or array.shape[1] not in (1, 3):

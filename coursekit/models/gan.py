@@ -17,6 +17,7 @@ from torch import nn
 
 from coursekit.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from coursekit.models.layers import ConvDecoder, ConvEncoder, check_batch
+from coursekit.utils import eval_mode
 
 __all__ = ["GANConfig", "Generator", "Discriminator", "GAN"]
 
@@ -139,12 +140,9 @@ class GAN(nn.Module):
         ``labels``. ``generator`` replaces ``self.generator`` (for example its EMA copy)."""
         g = generator if generator is not None else self.generator
         device = next(g.parameters()).device
-        was_training = g.training
-        g.eval()
         z = torch.randn(n, self.config.latent_dim, device=device)
-        x = g(z, self._labels(n, labels, device))
-        g.train(was_training)
-        return x
+        with eval_mode(g):
+            return g(z, self._labels(n, labels, device))
 
     # --------------------------------------------------------------------- the engine's protocol
     def phases(self, step: int) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from coursekit.losses import (gaussian_kl, log_bernoulli, log_categorical, log_normal,
                               reparameterize)
 from coursekit.models.layers import ConvDecoder, ConvEncoder, MaskedLinear, check_batch, made_masks
+from coursekit.utils import eval_mode
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -295,18 +296,14 @@ class VAE(nn.Module):
         through the classes unless given ``labels``."""
         c = self.config
         device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
         if c.num_classes and labels is None:
             labels = torch.arange(n, device=device) % c.num_classes
         y = self._one_hot(labels, device)
         z = torch.randn(n, c.latent_dim, device=device)
-        if c.autoregressive:
-            x = self._sample_autoregressive(z, y)
-        else:
-            x = self._from_decoded(self.decode(z, y), mean)
-        self.train(was_training)
-        return x
+        with eval_mode(self):
+            if c.autoregressive:
+                return self._sample_autoregressive(z, y)
+            return self._from_decoded(self.decode(z, y), mean)
 
     def _from_decoded(self, decoded: torch.Tensor, mean: bool) -> torch.Tensor:
         c = self.config
