@@ -183,3 +183,56 @@ def test_bad_settings_are_refused():
         TrainConfig(ema_decay=1.5)
     with pytest.raises(TypeError, match="lacks"):
         fit(torch.nn.Linear(2, 2), torch.zeros(4, 2), TrainConfig(device="cpu"))
+
+
+def test_cosine_schedule_with_warmup_and_its_resume_is_exact(val, tmp_path):
+    ckpt = str(tmp_path / "checkpoint.pt")
+    common = dict(device="cpu", lr=1e-2, lr_schedule="cosine", warmup_steps=5, seed=2)
+    straight = fit(_vae(), val, TrainConfig(epochs=3, **common))
+    fit(_vae(), val, TrainConfig(epochs=1, checkpoint=ckpt, **common))
+    resumed = fit(_vae(), val, TrainConfig(epochs=3, checkpoint=ckpt, resume=True, **common))
+    assert _same(_weights(straight.model), _weights(resumed.model))
+    constant = fit(_vae(), val, TrainConfig(epochs=3, device="cpu", lr=1e-2, seed=2))
+    assert not _same(_weights(straight.model), _weights(constant.model))
+
+
+def test_lr_factor_warms_up_then_follows_a_cosine_to_zero():
+    from coursekit.train import _lr_factor
+
+    factor = _lr_factor(TrainConfig(lr_schedule="cosine", warmup_steps=4), total_steps=104)
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert factor(54) == pytest.approx(0.5) and factor(103) < 1e-3 and factor(200) == 0.0
+    constant = _lr_factor(TrainConfig(warmup_steps=2), total_steps=10)
+    assert [constant(s) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_early_stopping_mode_max_watches_a_metric_where_higher_is_better(val):
+    def accuracy_like(state):  # a made-up metric that peaks at epoch 2
+        state.history.metrics.setdefault("val_score", []).append([0.5, 0.9, 0.7, 0.6][
+            state.epoch - 1])
+
+    stopper = EarlyStopping("val_score", patience=2, mode="max")
+    result = fit(_vae(), val, TrainConfig(epochs=6, device="cpu"),
+                 callbacks=[accuracy_like, stopper])
+    assert stopper.best == 0.9 and stopper.best_epoch == 2 and result.history.epochs == 4
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max'"):
+        EarlyStopping("val_score", mode="higher")
+
+
+def test_the_vae_checks_its_grey_levels_once_before_training(val):
+    bad = {"x": val.images, "levels": val.levels.clone()}
+    bad["levels"][3, 0, 0, 0] = 17  # digits have levels 0..16
+    with pytest.raises(ValueError, match=r"levels must lie in 0..16, got values from 0 to 17"):
+        fit(_vae(), bad, TrainConfig(epochs=1, device="cpu"))
+
+
+def test_resuming_with_another_number_of_processes_is_refused(val, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    fit(_vae(), val, TrainConfig(epochs=1, device="cpu", checkpoint=str(ckpt)))
+    payload = load_checkpoint(ckpt)
+    payload["world_size"] = 2
+    save_checkpoint(ckpt, payload)
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), this run has 1"):
+        fit(_vae(), val, TrainConfig(epochs=2, device="cpu", checkpoint=str(ckpt), resume=True))

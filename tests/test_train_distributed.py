@@ -85,6 +85,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
         "net.0.weight"])  # training moved the weights
 
 
+@pytest.mark.slow  # four process starts: about 30 CPU seconds
 def test_command_line_trains_and_resumes_under_torchrun(tmp_path):
     out = tmp_path / "vae"
     args = ["-m", "coursekit", "train", "vae", "--data", "digits", "--out", str(out), "--quiet",
