@@ -361,9 +361,11 @@ class Engine:
             self._ema_buffers = list(zip(self.ema.buffers(), model.ema_module().buffers()))
         loss = model.loss
         if dist.active:
+            # a phase of a multi-phase model (a GAN's discriminator step) leaves the other
+            # phases' parameters out of its graph: DDP must then look for unused parameters
             ids = [device.index] if device.type == "cuda" else None
-            loss = nn.parallel.DistributedDataParallel(_LossModule(model), device_ids=ids,
-                                                       find_unused_parameters=True)
+            loss = nn.parallel.DistributedDataParallel(
+                _LossModule(model), device_ids=ids, find_unused_parameters=len(self.groups) > 1)
         self.loss = torch.compile(loss) if config.compile else loss
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.step_count, self.epoch = 0, 0
