@@ -83,7 +83,7 @@ class TrainConfig:
     checkpoint_every: int = 1         # epochs between checkpoints (the last epoch always saves)
     resume: bool = False              # continue from ``checkpoint`` if it exists
     overwrite: bool = False           # allow starting afresh over an existing checkpoint
-    lr_schedule: str = "constant"     # "constant", or "cosine": decay to 0 over all the steps
+    lr_schedule: str = "constant"     # "constant", or "cosine": to 0 over all ``epochs``' steps
     warmup_steps: int = 0             # steps of linear warm-up from 0 to ``lr`` before that
 
     def __post_init__(self):
@@ -307,7 +307,8 @@ def _make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
 
 def _lr_factor(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
     """The learning rate as a fraction of ``lr`` after ``step`` steps: a linear warm-up, then
-    constant or a cosine to 0 at the last step (Loshchilov and Hutter 2017)."""
+    constant or a cosine to 0 at the last step (Loshchilov and Hutter 2017). The cosine spans
+    ``epochs``: resuming with more epochs stretches what is left of it."""
     warmup = config.warmup_steps
 
     def factor(step: int) -> float:
