@@ -1,6 +1,7 @@
 """Variational autoencoders: MLP or convolutional encoder and decoder, Bernoulli, Gaussian or
-categorical likelihood, beta-VAE, class-conditional VAE, an optional autoregressive (MADE)
-decoder, and the importance-weighted estimate of log p(x) (Chapters 3-4).
+categorical likelihood, beta-VAE, class-conditional VAE, an optional autoregressive decoder
+(causal convolutions by default, or MADE), and the importance-weighted estimate of log p(x)
+(Chapters 3-4).
 
 The negative ELBO, in nats per example (Kingma and Welling 2014):
 
@@ -44,7 +45,7 @@ class VAEConfig:
     likelihood: str = "categorical"  # "bernoulli", "gaussian" or "categorical" (over grey levels)
     num_levels: int = 17           # grey levels of the categorical likelihood (digits: 0..16)
     autoregressive: bool = False   # decoder p(x|z) = prod_i p(x_i | x_<i, z), in raster order
-    ar_decoder: str = "made"       # the autoregressive decoder: "made" or "causal_conv"
+    ar_decoder: str = "causal_conv"  # the autoregressive decoder: "causal_conv" or "made"
     beta: float = 1.0              # weight of the KL term in the training loss (beta-VAE)
     kl_warmup_steps: int = 0       # steps over which the KL weight ramps linearly from 0 to beta
     num_classes: int = 0           # > 0: class-conditional encoder and decoder
