@@ -1,0 +1,14 @@
+"""Text generation and the grounded help desk (Chapter 7).
+
+Modules, one idea each:
+
+* ``coursekit.text.tokenize``: a character tokenizer (``CharTokenizer``) built from a training text.
+* ``coursekit.text.ngram``: a character n-gram language model with modified Kneser-Ney smoothing.
+* ``coursekit.text.sampling``: temperature, top-k and nucleus (top-p) sampling from any model with
+  ``logprobs(context_ids)`` (the n-gram model and ``coursekit.models.gpt.GPT``).
+* ``coursekit.text.helpdesk``: a retrieval "Python help desk" that answers from the offline Python
+  documentation only, cites its topic, and declines out-of-scope questions.
+* ``coursekit.text.ask``: the ``python -m coursekit ask`` command.
+
+Importing this package imports nothing heavy.
+"""
