@@ -90,3 +90,19 @@ def test_ask_command_declines_with_exit_zero(capsys):
 def test_ask_command_rejects_an_empty_question(capsys):
     assert main(["ask", ""]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_text_benchmark_quick_run_ends_with_the_issue_keys(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "text.py"
+    spec = importlib.util.spec_from_file_location("bench_text", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    figures = bench.main(["--quick"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert [kv.split("=")[0] for kv in last.split()] == [
+        "gpt_bpc_chapter", "ngram_bpc", "best_bpc", "helpdesk_topic_acc", "grounding", "decline"]
+    assert figures["best_bpc"] <= figures["ngram_bpc"] + 0.05   # w is chosen on dev, not val
