@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import coursekit.models.gpt
+import coursekit.text.recipes
 import coursekit.text.sampling
 from coursekit.models.gpt import GPT, GPTConfig, make_windows
 from coursekit.text.ngram import KneserNeyLM
@@ -18,7 +19,8 @@ from coursekit.train import TrainConfig, fit
 TINY = dict(vocab_size=12, block_size=16, n_layer=2, n_head=2, n_embd=16)
 
 
-@pytest.mark.parametrize("module", [coursekit.models.gpt, coursekit.text.sampling])
+@pytest.mark.parametrize("module", [coursekit.models.gpt, coursekit.text.sampling,
+                                    coursekit.text.recipes])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 

@@ -149,7 +149,10 @@ class GPT(nn.Module):
         if ids.shape[1] > self.config.block_size:
             raise ValueError(f"sequence length {ids.shape[1]} exceeds block_size "
                              f"{self.config.block_size}")
-        if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+        # the range check reads values, which would make a GPU wait at every step: CPU only
+        # (an out-of-range id on a GPU still fails, inside the embedding)
+        if ids.device.type == "cpu" and ids.numel() and (
+                ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ValueError(f"ids must lie in [0, {self.config.vocab_size}), got "
                              f"min {int(ids.min())}, max {int(ids.max())}")
 
