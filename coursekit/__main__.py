@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assign": ("coursekit.grader.assign", "write the exercise notebooks from the solutions"),
     "grade": ("coursekit.grader.grade", "grade submitted exercise notebooks in sandboxes"),
     "features": ("coursekit.features", "train the feature networks of FID/KID/precision-recall"),
+    "ask": ("coursekit.text.ask", "ask the Python help desk a question (Chapter 7)"),
 }
 
 
