@@ -350,9 +350,13 @@ def masked_training_data(images: torch.Tensor, masks: list[torch.Tensor],
 
 @torch.no_grad()
 def encoder_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, num_samples: int = 8,
-                    seed: int = 0) -> torch.Tensor:
+                    seed: int = 0, pixel_mean: bool = False) -> torch.Tensor:
     """Complete ``x`` with a VAE trained on ``masked_training_data``: ``z ~ q(z | x_o)``, then
     the hidden pixels ``~ p(x_m | z)``; one encoder and one decoder pass per sample.
+
+    With ``pixel_mean=True`` each completion is ``E[x_m | z]`` instead of a draw from
+    ``p(x_m | z)``: the average over samples then estimates the same conditional mean
+    ``E[x_m | x_o]`` without the pixel noise (Rao-Blackwellisation), so it needs fewer samples.
 
     Returns:
         ``(S, N, C, H, W)`` completions; visible pixels equal ``x``'s.
@@ -372,7 +376,9 @@ def encoder_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, num_samples: int =
     for _ in range(num_samples):
         eps = torch.randn(mu.shape, generator=gen, device=device)
         z = mu + torch.exp(0.5 * logvar) * eps                            # z ~ q(z | x_o)
-        x_m = _sample_pixels(vae, vae.decode(z), gen).cpu()               # (N, C, H, W)
+        decoded = vae.decode(z)
+        x_m = (vae._from_decoded(decoded, mean=True) if pixel_mean
+               else _sample_pixels(vae, decoded, gen)).cpu()               # (N, C, H, W)
         out.append(torch.where(mask, x_m, x))
     vae.train(was_training)
     return torch.stack(out)                                               # (S, N, C, H, W)
