@@ -199,3 +199,24 @@ def test_latent_class_samples_label_every_image_and_are_seeded():
     with pytest.raises(ValueError, match="lie in"):
         latent_class_samples(vae, x, y + 1, per_class=4, num_classes=3)
     assert check_labels(y, 3) is y
+
+
+def test_mask_trained_vae_data_and_completions():
+    x = torch.randint(0, 17, (5, 1, 8, 8)) / 16
+    levels = torch.round(x * 16).long()
+    masks = [make_mask(8, 8, "bottom"), make_mask(8, 8, "centre")]
+    data = inpaint.masked_training_data(x, masks, levels)
+    assert data["x"].shape == (15, 1, 8, 8) and torch.equal(data["levels"][10:], levels)
+    assert (data["x"][5:10][:, :, masks[0]] == inpaint.MASKED_FILL).all()
+    assert torch.equal(data["x"][:5], x)                   # the complete images come first
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig(latent_dim=2, hidden=16))
+    for pixel_mean in (False, True):
+        a = inpaint.encoder_inpaint(vae, x, masks[0], 3, seed=2, pixel_mean=pixel_mean)
+        b = inpaint.encoder_inpaint(vae, x, masks[0], 3, seed=2, pixel_mean=pixel_mean)
+        assert a.shape == (3, 5, 1, 8, 8) and torch.equal(a, b)
+        assert torch.equal(a[:, :, :, ~masks[0]], x[:, :, ~masks[0]].expand(3, -1, -1, -1))
+    levels_hit = (a[:, :, :, masks[0]] * 16 - torch.round(a[:, :, :, masks[0]] * 16)).abs()
+    assert levels_hit.max() > 1e-3                          # decoder means, not grey levels
+    with pytest.raises(ValueError, match="hides no pixel"):
+        inpaint.encoder_inpaint(vae, x, torch.zeros(8, 8, dtype=torch.bool))
