@@ -220,3 +220,8 @@ def test_mask_trained_vae_data_and_completions():
     assert levels_hit.max() > 1e-3                          # decoder means, not grey levels
     with pytest.raises(ValueError, match="hides no pixel"):
         inpaint.encoder_inpaint(vae, x, torch.zeros(8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="levels must be"):
+        inpaint.masked_training_data(x, masks, levels.float())
+    with pytest.raises(ValueError, match="categorical"):
+        inpaint.encoder_inpaint(VAE(VAEConfig(latent_dim=2, hidden=16, likelihood="bernoulli")),
+                                x, masks[0])

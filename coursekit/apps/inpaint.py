@@ -327,25 +327,31 @@ MASKED_FILL = -1.0  # the value a hidden pixel takes in a mask-trained VAE's inp
 
 
 def masked_training_data(images: torch.Tensor, masks: list[torch.Tensor],
-                         levels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                         levels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Training data for a VAE that learns to complete images: every image once with each mask
     (hidden pixels set to ``MASKED_FILL``) and once complete, each paired with the *complete*
     image as the target of ``p(x | z)``.
 
-    The course's VAE scores ``batch["levels"]`` when the batch has them, and encodes
+    The course's VAE with the categorical likelihood scores ``batch["levels"]`` and encodes
     ``batch["x"]``: so the encoder sees the visible pixels only, and the ELBO asks it to explain
     the whole image (the idea of training with masks, e.g. Ivanov et al. 2019, without their
-    learned prior). Train with ``coursekit.train.fit`` as any VAE.
+    learned prior). Train with ``coursekit.train.fit`` as any VAE. (The Bernoulli and Gaussian
+    likelihoods score ``batch["x"]`` itself, the masked input: they cannot be trained this way.)
+
+    Args:
+        images: ``(N, C, H, W)`` in [0, 1]; masks: ``(H, W)`` booleans; levels: ``(N, C, H, W)``
+            integer grey levels of the complete images (the targets).
 
     Returns:
-        ``{"x": ((len(masks) + 1) N, C, H, W), "levels": ...}`` (``levels`` only if given).
+        ``{"x": ((len(masks) + 1) N, C, H, W), "levels": ((len(masks) + 1) N, C, H, W)}``.
     """
     _check_images(images, "images")
+    if not torch.is_tensor(levels) or levels.shape != images.shape or levels.is_floating_point():
+        raise ValueError(f"levels must be an integer tensor of the images' shape "
+                         f"{tuple(images.shape)}, got "
+                         f"{(levels.dtype, tuple(levels.shape)) if torch.is_tensor(levels) else levels}")
     xs = [images] + [apply_mask(images, m, MASKED_FILL) for m in masks]
-    out = {"x": torch.cat(xs)}
-    if levels is not None:
-        out["levels"] = levels.repeat(len(xs), *([1] * (levels.ndim - 1)))
-    return out
+    return {"x": torch.cat(xs), "levels": levels.repeat(len(xs), *([1] * (levels.ndim - 1)))}
 
 
 @torch.no_grad()
@@ -361,9 +367,10 @@ def encoder_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, num_samples: int =
     Returns:
         ``(S, N, C, H, W)`` completions; visible pixels equal ``x``'s.
     """
-    if vae.config.autoregressive or vae.config.num_classes:
-        raise ValueError("encoder_inpaint needs an unconditional VAE without autoregressive "
-                         "decoder")
+    if vae.config.autoregressive or vae.config.num_classes or \
+            vae.config.likelihood != "categorical":
+        raise ValueError("encoder_inpaint needs an unconditional, categorical-likelihood VAE "
+                         "without autoregressive decoder, trained on masked_training_data")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     visible = apply_mask(x, mask, MASKED_FILL)
