@@ -37,8 +37,9 @@ def check_labels(labels: torch.Tensor, num_classes: int, n: int | None = None) -
         ValueError: naming the shape or the offending values.
     """
     if not torch.is_tensor(labels) or labels.ndim != 1 or labels.is_floating_point():
-        raise ValueError(f"labels must be an integer (N,) tensor, got "
-                         f"{(labels.dtype, tuple(labels.shape)) if torch.is_tensor(labels) else type(labels).__name__}")
+        got = ((labels.dtype, tuple(labels.shape)) if torch.is_tensor(labels)
+               else type(labels).__name__)
+        raise ValueError(f"labels must be an integer (N,) tensor, got {got}")
     if n is not None and len(labels) != n:
         raise ValueError(f"{len(labels)} labels for {n} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
@@ -128,7 +129,7 @@ def latent_class_samples(vae, x: torch.Tensor, y: torch.Tensor, per_class: int,
         eps = torch.randn(per_class, m.shape[1], generator=gen)
         zs.append(m.mean(0) + scale * m.std(0) * eps)                     # (per_class, latent)
     z = torch.cat(zs).to(device)
-    images = vae._from_decoded(vae.decode(z), mean=True).cpu()            # (K * per_class, C, H, W)
+    images = vae._from_decoded(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
     vae.train(was_training)
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     return images, labels

@@ -40,7 +40,8 @@ __all__ = ["make_mask", "check_mask", "apply_mask", "masked_mse", "masked_psnr",
 MASK_KINDS = ("bottom", "top", "left", "right", "centre")
 
 
-def make_mask(height: int, width: int, kind: str = "bottom", fraction: float = 0.5) -> torch.Tensor:
+def make_mask(height: int, width: int, kind: str = "bottom",
+              fraction: float = 0.5) -> torch.Tensor:
     """A boolean ``(H, W)`` mask, ``True`` on the hidden pixels.
 
     Args:
@@ -323,7 +324,8 @@ def _sample_pixels(vae, decoded: torch.Tensor, gen: torch.Generator) -> torch.Te
     return (decoded + torch.exp(0.5 * vae.logvar_x) * noise).clamp(0, 1)
 
 
-MASKED_FILL = -1.0  # the value a hidden pixel takes in a mask-trained VAE's input: never a grey level
+# the value a hidden pixel takes in a mask-trained VAE's input: never a grey level
+MASKED_FILL = -1.0
 
 
 def masked_training_data(images: torch.Tensor, masks: list[torch.Tensor],
@@ -347,9 +349,9 @@ def masked_training_data(images: torch.Tensor, masks: list[torch.Tensor],
     """
     _check_images(images, "images")
     if not torch.is_tensor(levels) or levels.shape != images.shape or levels.is_floating_point():
+        got = (levels.dtype, tuple(levels.shape)) if torch.is_tensor(levels) else levels
         raise ValueError(f"levels must be an integer tensor of the images' shape "
-                         f"{tuple(images.shape)}, got "
-                         f"{(levels.dtype, tuple(levels.shape)) if torch.is_tensor(levels) else levels}")
+                         f"{tuple(images.shape)}, got {got}")
     xs = [images] + [apply_mask(images, m, MASKED_FILL) for m in masks]
     return {"x": torch.cat(xs), "levels": levels.repeat(len(xs), *([1] * (levels.ndim - 1)))}
 
