@@ -8,9 +8,12 @@ data of Chapter 4), and speaks the small protocol of the training engine (``cour
 
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.vae import VAE, VAEConfig
+from coursekit.models.m2 import M2, M2Config
 
 # The model families a checkpoint can name, with their config classes, so that a saved run can be
 # rebuilt from its config.
 MODEL_CLASSES = {"GAN": (GAN, GANConfig), "VAE": (VAE, VAEConfig)}
+MODEL_CLASSES["M2"] = (M2, M2Config)
 
 __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "MODEL_CLASSES"]
+__all__ += ["M2", "M2Config"]
