@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.losses import gaussian_kl, log_bernoulli, log_categorical
+from coursekit.losses import gaussian_kl, log_bernoulli, log_categorical, log_normal
 from coursekit.models.layers import check_batch
 
 __all__ = ["M2Config", "M2", "UNLABELLED"]
@@ -42,7 +42,8 @@ class M2Config:
     num_classes: int = 10            # K, the number of classes y can take
     latent_dim: int = 16             # size of z
     hidden: int = 256                # width of every MLP (classifier, encoder, decoder)
-    likelihood: str = "categorical"  # p(x|y,z): "categorical" over grey levels, or "bernoulli"
+    likelihood: str = "categorical"  # p(x|y,z): "categorical" over grey levels, "bernoulli", or
+    #                                  "gaussian" (learned variance per feature: for M1 features)
     num_levels: int = 17             # grey levels of the categorical likelihood (digits: 0..16)
     alpha: float = 1.0               # weight of the classifier's cross-entropy on labelled images
     dropout: float = 0.0             # dropout in the classifier (a regulariser for few labels)
@@ -51,12 +52,18 @@ class M2Config:
     shift: int = 1                   # largest shift of the augmentation, in pixels
     consistency: float = 0.0         # weight of KL(q(y|x) || q(y|x')), x' a random view of x
     classifier: str = "mlp"          # q(y|x): "mlp", or "conv" (two 3x3 conv layers, then MLP)
+    channels: int = 32               # feature maps of the conv classifier's first layer
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
-        if self.likelihood not in ("categorical", "bernoulli"):
+        if self.likelihood not in ("categorical", "bernoulli", "gaussian"):
             raise ValueError(f"unknown likelihood {self.likelihood!r}; valid: ['categorical', "
-                             f"'bernoulli']")
+                             f"'bernoulli', 'gaussian']")
+        if (self.augment or self.consistency > 0 or self.classifier == "conv") \
+                and len(self.data_shape) != 3:
+            raise ValueError(f"augment, consistency and the conv classifier need images "
+                             f"(C, H, W), got "
+                             f"data_shape {self.data_shape}")
         if self.classifier not in ("mlp", "conv"):
             raise ValueError(f"unknown classifier {self.classifier!r}; valid: ['mlp', 'conv']")
         if self.num_classes < 2:
@@ -117,7 +124,7 @@ class M2(nn.Module):
             self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(c.input_dropout),
                                             _mlp([d, c.hidden, c.hidden, k], c.dropout))
         else:
-            ch, (h, w) = 32, c.data_shape[1:]
+            ch, (h, w) = c.channels, c.data_shape[1:]
             self.classifier = nn.Sequential(
                 nn.Dropout(c.input_dropout),
                 nn.Conv2d(c.data_shape[0], ch, 3, padding=1), nn.LeakyReLU(),   # (B, 32, H, W)
@@ -126,6 +133,8 @@ class M2(nn.Module):
                 _mlp([2 * ch * (h // 2) * (w // 2), c.hidden, k], c.dropout))
         self.encoder = _mlp([d + k, c.hidden, c.hidden, 2 * c.latent_dim])
         self.decoder = _mlp([c.latent_dim + k, c.hidden, c.hidden, d * c.logits_per_pixel])
+        if c.likelihood == "gaussian":
+            self.logvar_x = nn.Parameter(torch.zeros(d))  # the decoder's noise, per feature
 
     # ------------------------------------------------------------------------------ checks
     def _check(self, batch: dict) -> None:
@@ -168,8 +177,10 @@ class M2(nn.Module):
         if c.likelihood == "categorical":
             logits = out.view(b, self.num_pixels, c.num_levels).transpose(1, 2)  # (B, L, D)
             log_px = log_categorical(self._levels(batch).reshape(b, -1), logits)
-        else:
+        elif c.likelihood == "bernoulli":
             log_px = log_bernoulli(x.flatten(1), out)
+        else:
+            log_px = log_normal(x.flatten(1), out, self.logvar_x.expand_as(out))
         log_py = -math.log(c.num_classes)                                     # uniform p(y)
         return -log_px + gaussian_kl(mu, logvar) - log_py
 
@@ -213,6 +224,8 @@ class M2(nn.Module):
             probs = out.view(len(labels), self.num_pixels, c.num_levels).softmax(-1)
             grid = torch.arange(c.num_levels, device=out.device, dtype=probs.dtype)
             return (probs @ grid / (c.num_levels - 1)).view(len(labels), *c.data_shape)
+        if c.likelihood == "gaussian":
+            return out.view(len(labels), *c.data_shape)
         return torch.sigmoid(out).view(len(labels), *c.data_shape)
 
     # --------------------------------------------------------------------- the engine's protocol
