@@ -245,3 +245,16 @@ def test_dap_and_attribute_vae():
     assert images.shape == (12, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
     with pytest.raises(ValueError, match=r"a must be \(B, 7\)"):
         model.negative_elbo({"x": ds.images[:3], "a": a[:2]})
+
+
+def test_m2_on_feature_vectors_with_a_gaussian_likelihood():
+    """M1+M2 stacking: M2 on flat features (e.g. a VAE's latent means)."""
+    torch.manual_seed(0)
+    model = M2(M2Config(data_shape=(12,), likelihood="gaussian", latent_dim=3, hidden=16))
+    batch = {"x": torch.randn(5, 12), "y": torch.tensor([0, 1, -1, -1, -1])}
+    loss, _ = model.loss("m2", batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and model.logvar_x.grad is not None
+    assert model.sample(torch.arange(4)).shape == (4, 12)
+    with pytest.raises(ValueError, match=r"need images \(C, H, W\)"):
+        M2Config(data_shape=(12,), consistency=1.0)
