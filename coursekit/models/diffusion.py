@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from coursekit.models.layers import check_batch
 
 __all__ = ["DiffusionConfig", "Denoiser", "Diffusion", "make_betas", "timestep_embedding",
-           "SCHEDULES", "OBJECTIVES", "METHODS"]
+           "discretized_gaussian_log_likelihood", "SCHEDULES", "OBJECTIVES", "METHODS"]
 
 SCHEDULES = ("linear", "cosine")
 OBJECTIVES = ("eps", "v", "flow")
@@ -58,7 +58,7 @@ class DiffusionConfig:
     num_classes: int = 0           # > 0: class-conditional, with classifier-free guidance
     label_dropout: float = 0.1     # probability of dropping the label in training (guidance)
     num_levels: int | None = 17    # grey levels of the data (digits 17), for nll_bound and snap
-    snap: bool = True              # sampling and bound: combine the net's x0 with the levels
+    snap: bool = True              # nll_bound: combine the net's x0 with the levels (see predict)
     x0_error: float = 0.1          # the std of the net's x0 error that ``snap`` assumes
 
     def __post_init__(self):
@@ -99,6 +99,37 @@ def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
         alpha_bar = f / f[0]
         return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
     raise ValueError(f"unknown schedule {schedule!r}; valid: {list(SCHEDULES)}")
+
+
+def discretized_gaussian_log_likelihood(levels: torch.Tensor, mean: torch.Tensor, std,
+                                        num_levels: int) -> torch.Tensor:
+    """``log P(level)`` per pixel under ``N(mean, std^2)`` integrated over the level's bin.
+
+    Level ``k`` of ``L`` sits at ``c_k = -1 + 2k / (L - 1)`` in [-1, 1] with the bin
+    ``[c_k - 1/(L-1), c_k + 1/(L-1)]``; the first and last bins reach to -inf and +inf, so the
+    ``L`` probabilities sum to one (Ho et al. 2020, eq. 13). Computed in float64, on the side of
+    the smaller tail, so that a narrow Gaussian far in a tail stays finite.
+
+    Example:
+        >>> levels = torch.arange(17)
+        >>> p = discretized_gaussian_log_likelihood(levels, torch.full((17,), 0.3), 0.2, 17).exp()
+        >>> round(float(p.sum()), 6)
+        1.0
+    """
+    if levels.is_floating_point():
+        raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
+    if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
+        raise ValueError(f"levels must lie in 0..{num_levels - 1}, got values from "
+                         f"{int(levels.min())} to {int(levels.max())}")
+    half = 1.0 / (num_levels - 1)                                          # half a bin in [-1, 1]
+    std = torch.as_tensor(std, dtype=torch.float64, device=mean.device)
+    centre = -1 + 2 * levels.double() / (num_levels - 1) - mean.double()
+    upper = torch.where(levels == num_levels - 1, torch.inf, centre + half) / std
+    lower = torch.where(levels == 0, -torch.inf, centre - half) / std
+    flip = lower > 0     # both bounds in the upper tail: use the mirror image
+    a, b = torch.where(flip, -upper, lower), torch.where(flip, -lower, upper)
+    log_ratio = torch.special.log_ndtr(a) - torch.special.log_ndtr(b)     # <= 0
+    return torch.special.log_ndtr(b) + torch.log((-torch.expm1(log_ratio)).clamp(min=1e-300))
 
 
 def timestep_embedding(s: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -341,17 +372,9 @@ class Diffusion(nn.Module):
         noise = torch.randn_like(x0) if noise is None else noise
         t = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
         x0_hat, _ = self.predict(self.q_sample(x0, t, noise), t, y)
-        half = 1.0 / (self.config.num_levels - 1)                         # half a bin in [-1, 1]
-        std = self.betas[1].sqrt().double()
-        centre = x0.double() - x0_hat.double()
-        upper = torch.where(levels == self.config.num_levels - 1, torch.inf, centre + half) / std
-        lower = torch.where(levels == 0, -torch.inf, centre - half) / std
-        # log(Phi(upper) - Phi(lower)), computed on the side of the smaller tail
-        flip = (lower > 0)
-        a, b = torch.where(flip, -upper, lower), torch.where(flip, -lower, upper)
-        log_ratio = torch.special.log_ndtr(a) - torch.special.log_ndtr(b)     # <= 0
-        log_p = torch.special.log_ndtr(b) + torch.log((-torch.expm1(log_ratio)).clamp(min=1e-300))
-        return (-log_p).flatten(1).sum(dim=1).float()
+        nll = -discretized_gaussian_log_likelihood(levels, x0_hat, self.betas[1].sqrt(),
+                                                   self.config.num_levels)
+        return nll.flatten(1).sum(dim=1).float()
 
     def _levels(self, batch: dict) -> torch.Tensor:
         if not self.config.num_levels:
@@ -398,7 +421,8 @@ class Diffusion(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, steps: int = 50, method: str | None = None, eta: float | None = None,
                guidance: float = 0.0, labels: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, snap: bool | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, snap: bool = False,
+               x_T: torch.Tensor | None = None) -> torch.Tensor:
         """``n`` images in [0, 1], ``(n, *data_shape)``.
 
         Args:
@@ -409,6 +433,9 @@ class Diffusion(nn.Module):
             guidance: classifier-free guidance scale ``w`` (0: the plain conditional model).
             labels: ``(n,)`` classes for a conditional model; default: cycle through them.
             generator: a ``torch.Generator`` for the noise (on the model's device).
+            snap: combine the net's x0 with the grey levels, as ``nll_bound`` does (off by
+                default: it sharpens the bound but not the samples).
+            x_T: the starting noise ``(n, *data_shape)`` (default: drawn with ``generator``).
         """
         method = method or ("flow" if self.is_flow else "ddim")
         if method not in METHODS:
@@ -424,7 +451,13 @@ class Diffusion(nn.Module):
         self._check_labels(labels, n)
         was_training = self.training
         self.eval()
-        x = torch.randn(n, *self.config.data_shape, generator=generator, device=device)
+        if x_T is None:
+            x = torch.randn(n, *self.config.data_shape, generator=generator, device=device)
+        else:
+            check_batch(x_T, self.config.data_shape, "x_T")
+            if len(x_T) != n:
+                raise ValueError(f"x_T has {len(x_T)} rows but n is {n}")
+            x = x_T.to(device)
         if method == "flow":
             if steps < 1:
                 raise ValueError(f"steps must be >= 1, got {steps}")
