@@ -221,3 +221,13 @@ def test_the_command_line_trains_and_samples_a_diffusion_model(name, tmp_path, c
     assert main(["sample", str(out), "--n", "8", "--out", str(tmp_path / "s.png"),
                  "--device", "cpu"]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_a_conditional_model_samples_unconditionally_with_the_null_label():
+    model = _model(num_classes=10)
+    x_T = torch.randn(4, 1, 8, 8)
+    a = model.sample(4, steps=5, x_T=x_T, unconditional=True)
+    b = model.sample(4, steps=5, x_T=x_T, labels=torch.full((4,), 3))
+    assert a.shape == b.shape and not torch.equal(a, b)
+    null = _model(num_classes=10)
+    assert torch.equal(a, null.sample(4, steps=5, x_T=x_T, unconditional=True, guidance=3.0))

@@ -422,7 +422,7 @@ class Diffusion(nn.Module):
     def sample(self, n: int, steps: int = 50, method: str | None = None, eta: float | None = None,
                guidance: float = 0.0, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, snap: bool = False,
-               x_T: torch.Tensor | None = None) -> torch.Tensor:
+               x_T: torch.Tensor | None = None, unconditional: bool = False) -> torch.Tensor:
         """``n`` images in [0, 1], ``(n, *data_shape)``.
 
         Args:
@@ -432,6 +432,8 @@ class Diffusion(nn.Module):
                 else ``"ddim"``.
             guidance: classifier-free guidance scale ``w`` (0: the plain conditional model).
             labels: ``(n,)`` classes for a conditional model; default: cycle through them.
+            unconditional: a conditional model samples with the "no label" input (the model
+                that label dropout trained), ignoring ``labels`` and ``guidance``.
             generator: a ``torch.Generator`` for the noise (on the model's device).
             snap: combine the net's x0 with the grey levels, as ``nll_bound`` does (off by
                 default: it sharpens the bound but not the samples).
@@ -446,7 +448,9 @@ class Diffusion(nn.Module):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         device = self._device()
-        if self.config.num_classes and labels is None:
+        if unconditional:
+            labels, guidance = None, 0.0
+        elif self.config.num_classes and labels is None:
             labels = torch.arange(n, device=device) % self.config.num_classes
         self._check_labels(labels, n)
         was_training = self.training
