@@ -1,5 +1,6 @@
 """Reference generative models the chapters train: GANs and VAEs (Chapters 2-4), the
-semi-supervised M2 (Chapter 6), the character GPT (Chapter 7) and diffusion models (Chapter 9).
+semi-supervised M2 (Chapter 6), the character GPT (Chapter 7), and diffusion and flow matching
+(Chapter 9).
 
 Each model is a readable ``nn.Module`` built from a dataclass config and speaks the small protocol
 of the training engine (``coursekit.train``): ``phases(step)``, ``parameter_groups()``,
@@ -8,6 +9,7 @@ course's image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for f
 2-D toy data of Chapter 4).
 """
 
+from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.gpt import GPT, GPTConfig
 from coursekit.models.m2 import M2, M2Config
@@ -16,7 +18,7 @@ from coursekit.models.vae import VAE, VAEConfig
 # The model families a checkpoint can name, with their config classes, so that a saved run can be
 # rebuilt from its config.
 MODEL_CLASSES = {"GAN": (GAN, GANConfig), "VAE": (VAE, VAEConfig), "M2": (M2, M2Config),
-                 "GPT": (GPT, GPTConfig)}
+                 "GPT": (GPT, GPTConfig), "Diffusion": (Diffusion, DiffusionConfig)}
 
 __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "M2", "M2Config",
-           "GPT", "GPTConfig", "MODEL_CLASSES"]
+           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES"]
