@@ -104,16 +104,11 @@ def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
 
 def public_checks(name: str, reference) -> dict:
     """The public cases of exercise ``name`` with the reference answers (plain data)."""
-    from coursekit.grader.worker import encode
+    from coursekit.grader.protocol import public_spec
 
-    tasks = []
-    for i, task in enumerate(reference.exercise.tasks):
-        cases = [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
-                  "expected": encode(reference.answers[(i, k)])}
-                 for k, c in enumerate(task.cases) if c.public]
-        tasks.append({"id": task.id, "function": task.function, "title": task.title,
-                      "points": task.points, "rtol": task.rtol, "atol": task.atol,
-                      "torch": task.torch, "driver": task.driver, "cases": cases})
+    tasks = [public_spec(task, [reference.answers[(i, k)] for k, c in enumerate(task.cases)
+                                if c.public])
+             for i, task in enumerate(reference.exercise.tasks)]
     return {"exercise": name, "generated_by": "python -m coursekit assign",
             "solution_sha256": solution_digest(name), "tasks": tasks}
 
@@ -143,7 +138,7 @@ def _ipynb_from_md(md: Path) -> bytes:
 def _same_public(a: dict, b: dict) -> bool:
     """Equal, except that floating-point answers may differ in the last bits between machines."""
     from coursekit.grader.tasks import compare
-    from coursekit.grader.worker import decode
+    from coursekit.grader.protocol import decode
 
     def outline(d):
         return json.dumps({**d, "tasks": [{**t, "cases": len(t["cases"])} for t in d["tasks"]]},

@@ -1,4 +1,5 @@
-"""A made-up class of submissions, honest and hostile, each with the score it must get.
+"""A made-up class of submissions, honest and hostile, each with the score it must get
+(the grader's tests; not part of the installed package).
 
 The grader's tests and ``benchmarks/grade_batch.py`` build their submissions here from the
 solution notebooks, so both exercise the same cases: a correct notebook, one with a task left as
@@ -98,8 +99,8 @@ def honest_class(names: list[str], copies: int = 1) -> list[Submission]:
             wrong = functions[(c + 1) % len(functions)]
             out.append(Submission(
                 f"{name}-wrong-{c}",
-                replace_body(solved_notebook(name), wrong, "return 0.0"), total - points[wrong],
-                name, f"{wrong} returns 0.0"))
+                replace_body(solved_notebook(name), wrong, "return -123456.789"),
+                total - points[wrong], name, f"{wrong} returns a wrong number"))
     return out
 
 
