@@ -25,7 +25,9 @@ import pytest
 from coursekit.grader import protocol, sandbox
 from coursekit.grader.tasks import ROOT
 
-pytestmark = pytest.mark.skipif(sandbox.mode() == "none",
+# under CI a missing sandbox fails the tests instead of skipping them
+NO_SANDBOX = sandbox.mode() == "none" and os.environ.get("CI", "") not in ("1", "true")
+pytestmark = pytest.mark.skipif(NO_SANDBOX,
                                 reason="no sandbox can be built here: " + sandbox.isolation())
 AS_ROOT = os.geteuid() == 0
 

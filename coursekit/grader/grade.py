@@ -104,30 +104,34 @@ def identify(metadata: dict, filename: str, known: list[str]) -> tuple[str | Non
                   "metadata and no exercise name in the file name")
 
 
-def submission_ids(paths: list[Path]) -> list[str]:
-    """A distinct, recognisable id per submission: the file name, or, where two share it, the
-    path below their common folder (``alice/hw.ipynb`` -> ``alice__hw``).
+def submission_ids(paths: list[Path], existing: dict | None = None) -> list[str]:
+    """A distinct, recognisable id per submission: its file name; where two share a name, or
+    the name is taken in ``existing`` (``{resolved file: id}`` of reports already in the output
+    folder) by another file, the folder is added (``alice/hw.ipynb`` -> ``alice__hw``). A file
+    graded before keeps its id, so grading it again replaces its row.
 
     Example:
         >>> submission_ids([Path("a/x/hw.ipynb"), Path("a/y/hw.ipynb"), Path("a/y/z.ipynb")])
         ['x__hw', 'y__hw', 'z']
     """
-    resolved = [Path(p).resolve() for p in paths]
-    stems = [p.stem for p in resolved]
-    common = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else \
-        Path("/")
-    ids, used = [], set()
+    existing = dict(existing or {})
+    taken = set(existing.values())
+    resolved = [str(Path(p).resolve()) for p in paths]
+    stems = [Path(p).stem for p in resolved]
+    ids = []
     for path, stem in zip(resolved, stems):
-        if stems.count(stem) > 1:
-            relative = path.with_suffix("").relative_to(common) if path.is_relative_to(
-                common) else path.with_suffix("")
-            stem = "__".join(relative.parts)
-        candidate = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "submission"
+        if path in existing:
+            ids.append(existing[path])
+            continue
+        candidate = stem
+        if stems.count(stem) > 1 or candidate in taken:
+            candidate = f"{Path(path).parent.name}__{stem}"
+        candidate = re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate).strip("._") or "submission"
         base, n = candidate, 1
-        while candidate in used:
+        while candidate in taken:
             n += 1
             candidate = f"{base}-{n}"
-        used.add(candidate)
+        taken.add(candidate)
         ids.append(candidate)
     return ids
 
@@ -211,7 +215,8 @@ class Grader:
         becomes ``"not_graded": "<reason>"`` in its report.
         """
         started = time.monotonic()
-        report = {"submission": submission_id or Path(path).stem, "file": str(path),
+        report = {"submission": submission_id or Path(path).stem,
+                  "file": str(Path(path).resolve()),
                   "student": student, "exercise": None, "score": 0, "max_score": 0,
                   "not_graded": None, "checks": [], "errors": []}
         try:
@@ -396,7 +401,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--jobs must be in 1..64, --timeout > 0 and --memory-mb >= 256, "
                              f"got {args.jobs}, {args.timeout}, {args.memory_mb}")
         paths = _expand(args.submissions)
-        ids = submission_ids(paths)
+        before = {r.get("file"): r["submission"] for r in gradebook.read_reports(args.out)} \
+            if args.out.is_dir() else {}
+        ids = submission_ids(paths, before)
         if args.shard:
             k, n = _shard(args.shard)
             chosen = [i for i, s in enumerate(ids) if _share(s, n) == k - 1]
