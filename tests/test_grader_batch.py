@@ -141,8 +141,8 @@ def test_hostile_feedback_names_what_happened(hostile):
     assert "forged" in text("inject") and got["inject"]["not_graded"] is None
     leak = got["hidden-leak"]
     first = leak["checks"][0]
-    public = sum(r["public"] for r in first["results"])
-    assert text("hidden-leak").count("LEAK") == public  # the public cases' messages only
+    assert "LEAK" in first["feedback"]  # a public case's failure shows the student's error
+    assert "LEAK" not in json.dumps([r for r in first["results"] if not r["public"]])
     assert "dropped" in text("big-answer")
     for path in ("/work/escape.txt", "/etc/escape.txt", "/escape.txt"):
         assert not os.path.exists(path)
@@ -173,7 +173,10 @@ def test_hidden_checks_from_outside_the_repository(honest):
     report = honest[1]["sneaky"]
     brevity = next(c for c in report["checks"] if c["id"] == "bleu_brevity")
     assert not brevity["passed"] and "hidden" in brevity["feedback"]
-    assert report["score"] == load_exercise("05_evaluation").max_score - brevity["max_points"]
+    assert brevity["cases_passed"] == brevity["cases"] - 1  # points for the checks it passed
+    assert 0 < brevity["points"] < brevity["max_points"]
+    assert report["score"] == round(load_exercise("05_evaluation").max_score
+                                    - brevity["max_points"] + brevity["points"], 2)
     assert not any("hidden checks" in e for e in report["errors"]), report["errors"]
 
 

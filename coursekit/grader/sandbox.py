@@ -130,13 +130,16 @@ def _bwrap_args(limits: Limits, as_root: bool) -> list[str]:
     args += ["--perms", "0755", "--dir", "/etc"]
     for path in ETC:
         args += ["--ro-bind-try", path, path]
-    made = {"/", "/tmp", "/tmp/work", "/usr", "/proc", "/dev", "/etc"}
+    made, bound = {"/", "/tmp", "/tmp/work", "/usr", "/proc", "/dev", "/etc"}, [Path("/usr")]
     for path in [*_python_paths(), *_site_paths(), str(PACKAGE)]:
+        if any(b == Path(path) or b in Path(path).parents for b in bound):
+            continue  # already inside a folder bound above
         for parent in reversed(Path(path).parents):  # traversable by the sandbox's user
-            if str(parent) not in made and not str(parent).startswith("/usr/"):
+            if str(parent) not in made:
                 args += ["--perms", "0755", "--dir", str(parent)]
                 made.add(str(parent))
         args += ["--ro-bind", path, path]
+        bound.append(Path(path))
     args += ["--chdir", "/tmp/work"]
     for key, value in _environment("/tmp/work").items():
         args += ["--setenv", key, value]

@@ -181,6 +181,12 @@ class _Runner:
     # ---- the graded calls ----------------------------------------------------------------
     def _tasks(self) -> None:
         calls = [(t, k) for t in self.job["tasks"] for k in range(len(t["cases"]))]
+        if any(t.get("torch") or t.get("driver") or t.get("differentiable")
+               for t in self.job["tasks"]):
+            try:  # once, here, rather than in every call's child (each would pay for it)
+                import torch  # noqa: F401
+            except ImportError:
+                pass
         for position, (task, k) in enumerate(calls):
             now = self._monotonic()
             share = max(0.2, (self.deadline - now) / (len(calls) - position))
