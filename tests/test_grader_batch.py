@@ -90,7 +90,7 @@ def honest(tmp_path_factory):
                                "    raise RuntimeError('read the hidden checks')\n"
                                "except OSError:\n    pass")
     paths += classroom.write([classroom.Submission("sneaky", sneaky, 0, "05_evaluation")], inbox)
-    done = grade(paths, folder / "out", "--timeout", "60", "--checks", str(checks))
+    done = grade(paths, folder / "out", "--timeout", "120", "--checks", str(checks))
     return done, reports(folder / "out"), folder / "out"
 
 

@@ -38,7 +38,7 @@ def task(function="f", *cases):
 
 
 def run(cells, tasks=(), **limits):
-    return sandbox.run_notebook(cells, list(tasks), sandbox.Limits(**{"timeout": 20, **limits}))
+    return sandbox.run_notebook(cells, list(tasks), sandbox.Limits(**{"timeout": 60, **limits}))
 
 
 def answer(result, i=0, k=0):
@@ -197,7 +197,7 @@ def test_memory_counts_every_process_of_a_run():
     cells = ["import os, time\npids = []\nfor _ in range(3):\n    pid = os.fork()\n"
              "    if pid == 0:\n        hog = bytearray(300 << 20)\n"
              "        for i in range(0, len(hog), 4096):\n            hog[i] = 1\n"
-             "        time.sleep(6)\n        os._exit(0)\n    pids.append(pid)\n"
+             "        time.sleep(3)\n        os._exit(0)\n    pids.append(pid)\n"
              "states = [os.waitpid(p, 0)[1] for p in pids]",
              "def f():\n    return states"]
     result = run(cells, [task("f", ())], memory_mb=700)
@@ -273,6 +273,21 @@ def test_forged_records_are_refused_and_reports_stay_strict_json():
     outcome = protocol.judge(1, result.answers[(1, 0)])
     assert not outcome.passed
     assert any("malformed" in p or "dropped" in p for p in result.problems)
+
+
+def test_hidden_inputs_reach_the_sandbox_only_after_its_messages_are_done():
+    cells = ["import json, os\ndef f(x):\n"
+             "    os.write(3, (json.dumps({'cell': 0, 'status': 'error',\n"
+             "                             'message': f'LEAK {x}'}) + '\\n').encode())\n"
+             "    return x",
+             "import os, select\nsnooped = []\nfor fd in range(10):\n    try:\n"
+             "        if select.select([fd], [], [], 0)[0]:\n"
+             "            snooped.append(os.read(fd, 1 << 16))\n    except OSError:\n"
+             "        pass\nraise RuntimeError(f'SNOOP {snooped}')"]
+    result = run(cells, [task("f", (424242,))])
+    assert answer(result) == 424242
+    assert "SNOOP" in json.dumps(result.cells) and "424242" not in json.dumps(result.cells)
+    assert "424242" not in json.dumps(result.problems)
 
 
 @pytest.mark.parametrize("text", [b"[" * 10**6, b'{"a": NaN}', b'{"a": 1e999}',

@@ -398,6 +398,7 @@ class _Reader(threading.Thread):
         self.stream, self.max_line, self.max_total = stream, max_line, max_total
         self.lines: list[bytes] = []
         self.dropped, self.total = 0, 0
+        self.cells_done = threading.Event()  # the worker asked for the calls
 
     def run(self) -> None:
         buffer, skipping = bytearray(), False
@@ -423,6 +424,8 @@ class _Reader(threading.Thread):
                     break
                 if not skipping and buffer:
                     self.lines.append(bytes(buffer))
+                    if buffer.startswith(b'{"event": "cells-done"'):
+                        self.cells_done.set()
                 buffer, skipping, start = bytearray(), False, end + 1
         self.stream.close()
 
@@ -454,7 +457,8 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
                "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
                "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
     job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
-           "rlimits": rlimits, "tasks": [dict(task, index=i) for i, task in enumerate(tasks)]}
+           "rlimits": rlimits}
+    calls = [dict(task, index=i) for i, task in enumerate(tasks)]
     python = [sys.executable, "-I", str(WORKER)]
     cgroup, tmp = None, None
     if how == "none":  # --unsafe: a private folder and rlimits, nothing more
@@ -491,11 +495,9 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
         if cgroup is None:
             watchdog = _Watchdog(process.pid, limits)
             watchdog.start()
-        try:
-            process.stdin.write(json.dumps(job).encode())
-            process.stdin.close()
-        except OSError:
-            pass
+        feeder = threading.Thread(target=_feed, args=(process, job, calls, out.cells_done),
+                                  daemon=True)
+        feeder.start()
         try:
             process.wait(timeout=limits.timeout + GRACE)
         except subprocess.TimeoutExpired:
@@ -545,6 +547,20 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
     return result
 
 
+def _feed(process, job: dict, calls: list, cells_done: threading.Event) -> None:
+    """Send the cells now and the calls (with their hidden inputs) once the cells are done."""
+    try:
+        process.stdin.write(json.dumps(job).encode() + b"\n")
+        process.stdin.flush()
+        while not cells_done.wait(0.1):
+            if process.poll() is not None:
+                return
+        process.stdin.write(json.dumps(calls).encode() + b"\n")
+        process.stdin.close()
+    except (OSError, ValueError):
+        pass
+
+
 def _user_tasks(uid: int) -> int:
     count = 0
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -576,7 +592,7 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
     from coursekit.grader.protocol import HostileData, loads
 
     calls = {(i, k) for i, task in enumerate(tasks) for k in range(len(task["cases"]))}
-    refused = 0
+    refused, calls_sent = 0, False
     for line in lines:
         try:
             record = loads(line, max_bytes=MAX_LINE)
@@ -590,6 +606,11 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
             result.started = True
         elif record.get("event") == "finished":
             pass
+        elif record.get("event") == "cells-done":
+            calls_sent = True
+        elif calls_sent and ("cell" in record or "event" in record):
+            # once the hidden inputs were in the sandbox, no more text of it reaches the report
+            refused += 1
         elif record.get("event") == "harness-error":
             result.problems.append("the grading process failed: "
                                    + _clean(record.get("message", "")))
