@@ -143,7 +143,9 @@ def test_hostile_feedback_names_what_happened(hostile):
     first = leak["checks"][0]
     assert "LEAK" in first["feedback"]  # a public case's failure shows the student's error
     assert "LEAK" not in json.dumps([r for r in first["results"] if not r["public"]])
-    assert "dropped" in text("big-answer")
+    # a 24 MB answer is dropped unread, or takes longer than a call may (both cost only it)
+    big = got["big-answer"]["checks"][0]["results"]
+    assert "dropped" in text("big-answer") or all(r["code"] == "timeout" for r in big)
     for path in ("/work/escape.txt", "/etc/escape.txt", "/escape.txt"):
         assert not os.path.exists(path)
 

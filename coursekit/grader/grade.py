@@ -400,6 +400,8 @@ def run(args: argparse.Namespace) -> int:
         if not 1 <= args.jobs <= 64 or args.timeout <= 0 or args.memory_mb < 256:
             raise ValueError(f"--jobs must be in 1..64, --timeout > 0 and --memory-mb >= 256, "
                              f"got {args.jobs}, {args.timeout}, {args.memory_mb}")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a file, not a folder")
         paths = _expand(args.submissions)
         before = {r.get("file"): r["submission"] for r in gradebook.read_reports(args.out)} \
             if args.out.is_dir() else {}
