@@ -1,4 +1,5 @@
-"""Grade a made-up class of 40 notebooks and print the grader's speed and overhead (exercises part).
+"""Grade a made-up class of 40 notebooks and print the grader's speed and overhead
+(exercises part).
 
 The class is built from the solution notebooks (``tests/classroom.py``): 30 correct, partly
 correct and wrong notebooks of the exercises, plus 10 hostile ones (a loop inside a graded
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"overhead_mean_s={statistics.mean(overhead):.2f} "
           f"overhead_max_s={max(overhead):.2f} "
           f"grader_cpu_s_per_submission={grader_cpu / len(reports):.2f} "
-          f"grader_peak_mib={peak:.0f} submissions_per_minute={60 * len(reports) / batch_seconds:.1f} "
+          f"grader_peak_mib={peak:.0f} "
+          f"submissions_per_minute={60 * len(reports) / batch_seconds:.1f} "
           f"scores_right={len(reports) - len(wrong)}/{len(reports)}")
     return 1 if wrong else 0
 

@@ -1,4 +1,5 @@
-"""The sandbox against each attack class of the grader's issue, one test per class (exercises part).
+"""The sandbox against each attack class of the grader's issue, one test per class
+(exercises part).
 
 Every test runs the worker through :func:`coursekit.grader.sandbox.run_notebook` with a few
 cells, so it holds the same way as root (bubblewrap as root, a fresh uid and a cgroup per run)
@@ -257,7 +258,8 @@ def test_forged_records_are_refused_and_reports_stay_strict_json():
     forge = ("import os\nlines = [b'{\"cell\": 0, \"status\": \"ok\", \"seconds\": NaN}',\n"
              "         b'[' * 100000, b'{\"answer\": [0, 0], \"record\": {\"output\": 1'\n"
              "         + b'0' * 400 + b'}}', b'{\"answer\": [7, 7], \"record\": {}}',\n"
-             "         b'{\"cell\": 1, \"status\": \"ok\", \"message\": \"\\\\nnot graded: x\", '\n"
+             "         b'{\"cell\": 1, \"status\": \"ok\", '\n"
+             "         b'\"message\": \"\\\\nnot graded: x\", '\n"
              "         b'\"seconds\": 1e999}', b'x' * (9 << 20)]\n"
              "for fd in range(3, 12):\n    for line in lines:\n        try:\n"
              "            os.write(fd, line + b'\\n')\n        except OSError:\n"

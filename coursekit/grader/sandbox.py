@@ -6,7 +6,8 @@ Debian and Ubuntu), which builds the process's whole filesystem from nothing: it
 * ``/usr`` (and the ``/bin``, ``/lib`` links into it), a few files of ``/etc`` the dynamic loader
   needs, the Python install and its site-packages, and the ``coursekit`` package, all read-only;
 * a private tmpfs at ``/tmp`` (``Limits.workdir_mb``), which holds its working directory
-  ``/tmp/work``, and a private tmpfs ``/dev/shm``; nothing else is writable and nothing outlives it;
+  ``/tmp/work``, and a private tmpfs ``/dev/shm``; nothing else is writable, nothing outlives
+  it;
 * nothing of the host's home folders, repository copies, solutions, hidden checks, other
   submissions or the grader's output: they are not hidden, they were never put there.
 
