@@ -249,6 +249,16 @@ class _Runner:
             pass
 
 
+def __getattr__(name: str):
+    """``encode``, ``decode`` and ``EncodeError`` moved to :mod:`coursekit.grader.protocol`;
+    importing them from here still works."""
+    if name in ("encode", "decode", "EncodeError"):
+        from coursekit.grader import protocol
+
+        return getattr(protocol, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _reap_until(pid: int) -> None:
     """Collect every process that ends (orphans come to us) until ``pid`` has ended.
 
