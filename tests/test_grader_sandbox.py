@@ -319,3 +319,13 @@ def test_the_command_refuses_without_bubblewrap(tmp_path):
                           cwd=ROOT)
     assert done.returncode == 2 and "--unsafe" in done.stderr, done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_reader_keeps_bounded_lines_and_what_is_dropped_costs_nothing():
+    import io
+
+    data = b"a" * 20 + b"\nbbbbb\nccccccc\nddd\n" + b"e" * 4
+    reader = sandbox._Reader(io.BufferedReader(io.BytesIO(data)), max_line=10, max_total=12)
+    reader.run()
+    assert reader.lines == [b"bbbbb", b"ccccccc"] and reader.kept == 12
+    assert reader.dropped == 3  # too long, past the total, and an unfinished last line

@@ -392,39 +392,36 @@ def _kill(pid: int) -> None:
 # ----------------------------------------------------------------------------------- one run
 
 class _Reader(threading.Thread):
-    """Reads a stream into bounded lines: a longer line is dropped, past the total all is."""
+    """Reads a stream into bounded lines: a line longer than ``max_line``, or one that would
+    take the lines kept past ``max_total``, is dropped unread (what is dropped costs nothing)."""
 
     def __init__(self, stream, max_line: int, max_total: int):
         super().__init__(daemon=True)
         self.stream, self.max_line, self.max_total = stream, max_line, max_total
         self.lines: list[bytes] = []
-        self.dropped, self.total = 0, 0
+        self.dropped, self.kept = 0, 0
         self.cells_done = threading.Event()  # the worker asked for the calls
 
     def run(self) -> None:
         buffer, skipping = bytearray(), False
         while True:
-            chunk = self.stream.read1(1 << 16) if hasattr(self.stream, "read1") else \
-                self.stream.read(1 << 16)
+            chunk = self.stream.read1(1 << 16)
             if not chunk:
                 break
-            self.total += len(chunk)
-            if self.total > self.max_total:
-                self.dropped += 1
-                continue  # keep draining so the writer is not blocked; store nothing more
             start = 0
             while True:
                 end = chunk.find(b"\n", start)
                 piece = chunk[start:] if end < 0 else chunk[start:end]
                 if not skipping:
                     buffer += piece
-                    if len(buffer) > self.max_line:
+                    if len(buffer) > min(self.max_line, self.max_total - self.kept):
                         buffer, skipping = bytearray(), True
                         self.dropped += 1
                 if end < 0:
                     break
                 if not skipping and buffer:
                     self.lines.append(bytes(buffer))
+                    self.kept += len(buffer)
                     if buffer.startswith(b'{"event": "cells-done"'):
                         self.cells_done.set()
                 buffer, skipping, start = bytearray(), False, end + 1
