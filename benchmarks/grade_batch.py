@@ -67,15 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             reports = list(pool.map(grader.grade, paths))
         batch_seconds = time.monotonic() - started
         grader_cpu = time.process_time() - cpu
-        # the overhead in CPU seconds, which contention does not inflate: grading each untouched
-        # exercise (every function a stub) costs the sandbox, the harness and the notebook's own
-        # imports, so this is an upper bound on the grader's overhead per submission
-        empty_cpu = []
-        root = Path(__file__).resolve().parents[1]
-        for name in names:
-            before = _cpu()
-            grader.grade(root / "exercises" / f"{name}.ipynb")
-            empty_cpu.append(_cpu() - before)
 
     wrong = [(s.name, r["score"], s.score) for s, r in zip(submissions, reports)
              if r["score"] != s.score]
@@ -89,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grader overhead per submission: mean {statistics.mean(overhead):.2f} s, "
           f"median {statistics.median(overhead):.2f} s, max {max(overhead):.2f} s "
           f"(target <= 3 s)")
-    print(f"CPU seconds to grade an untouched exercise (sandbox + harness + its imports): "
-          f"mean {statistics.mean(empty_cpu):.2f}, max {max(empty_cpu):.2f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"grader process: {grader_cpu / len(reports):.2f} CPU s per submission, peak memory "
           f"{peak:.0f} MiB")
@@ -98,22 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, got, expected in wrong:
         print(f"  WRONG {name}: scored {got}, expected {expected}")
     print(f"overhead_mean_s={statistics.mean(overhead):.2f} "
-          f"overhead_cpu_s={statistics.mean(empty_cpu):.2f} "
           f"overhead_max_s={max(overhead):.2f} "
           f"grader_cpu_s_per_submission={grader_cpu / len(reports):.2f} "
           f"grader_peak_mib={peak:.0f} "
           f"submissions_per_minute={60 * len(reports) / batch_seconds:.1f} "
           f"scores_right={len(reports) - len(wrong)}/{len(reports)}")
     return 1 if wrong else 0
-
-
-def _cpu() -> float:
-    """CPU seconds of this process and of every child process it has waited for."""
-    import resource
-
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":
