@@ -217,6 +217,7 @@ class _Cgroup:
         self.paths: list[Path] = []
         name = f"coursekit-grade/{os.getpid()}-{secrets.token_hex(6)}"
         kind = self.available()
+        self._sweep()
         if kind == "v2":
             path = self.V1 / name
             path.mkdir(parents=True)
@@ -262,6 +263,21 @@ class _Cgroup:
         except OSError:
             if not optional:
                 raise
+
+    @classmethod
+    def _sweep(cls) -> None:
+        """Remove the cgroups of graders that died without cleaning up (killed by a signal)."""
+        parents = [cls.V1 / "coursekit-grade"] + [cls.V1 / c / "coursekit-grade"
+                                                  for c in ("memory", "pids", "cpu")]
+        for parent in parents:
+            if not parent.is_dir():
+                continue
+            for group in parent.iterdir():
+                owner = group.name.split("-", 1)[0]
+                if group.is_dir() and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                    stale = cls.__new__(cls)
+                    stale.paths = [group]
+                    stale.kill_and_remove()
 
     @property
     def procs(self) -> list[str]:
