@@ -1,13 +1,17 @@
-"""Grade a made-up class of 40 notebooks and print the grader's speed and overhead (exercises part).
+"""Grade a made-up class of 40 notebooks and print the grader's speed and overhead
+(exercises part).
 
-The class is built from the solution notebooks (``coursekit.grader.classroom``): for every
-exercise, correct, partly correct and wrong notebooks, plus hostile ones (a loop inside a graded
-function, a memory bomb, a fork bomb, a segfault, monkeypatching, fake scores, ...). Every
-expected score is checked; the script exits 1 if one is wrong.
+The class is built from the solution notebooks (``tests/classroom.py``): 30 correct, partly
+correct and wrong notebooks of the exercises, plus 10 hostile ones (a loop inside a graded
+function, a memory bomb, a fork bomb, a segfault, reading the solutions from another copy on the
+machine, a 401-digit integer, a 24 MB answer, text injected into the errors, an error carrying
+the hidden inputs, fake scores). Every expected score is checked; the script exits 1 if one is
+wrong.
 
 It prints submissions per minute and the grader's overhead per submission: the wall time of
 grading it minus the time its own code ran (cells and graded calls, as measured inside the
-sandbox). The target is an overhead of at most 3 s per submission on a 2-core machine.
+sandbox), and the grader process's own CPU time and peak memory. The target is an overhead of
+at most 3 s per submission on a 2-core machine, with the bubblewrap sandbox.
 
     OMP_NUM_THREADS=1 python benchmarks/grade_batch.py [--jobs 2] [--timeout 60]
 """
@@ -24,10 +28,14 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from coursekit.grader import classroom
+    import resource
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import classroom
     from coursekit.grader.grade import Grader
     from coursekit.grader.sandbox import Limits, isolation
-    from coursekit.grader.tasks import exercise_names
+    from coursekit.grader.tasks import SOLUTIONS, exercise_names
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
@@ -35,24 +43,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     names = exercise_names()
-    hostile = {"loop-function", "memory-function", "kill-self", "segfault", "fork-bomb",
-               "fake-score", "monkeypatch", "always-equal", "nan", "escape"}
-    submissions = classroom.honest_class(names, copies=2)
-    submissions += [s for s in classroom.hostile_class() if s.name in hostile]
-    assert len(submissions) == 40, len(submissions)
+    hostile = {"loop-function", "memory-function", "segfault", "fork-bomb", "read-copies",
+               "huge-int", "big-answer", "inject", "hidden-leak", "fake-score"}
+    honest = classroom.honest_class(names, copies=2)
+    honest = sorted(honest, key=lambda s: (s.name.rsplit("-", 1)[1], s.name))[:30]
     grader = Grader(Limits(timeout=args.timeout), jobs=args.jobs)
     print(f"isolation: {isolation()}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        copy = Path(tmp) / "another-clone" / "solutions"  # readable by anyone on the machine
+        shutil.copytree(SOLUTIONS, copy)
+        for path in [Path(tmp), *Path(tmp).rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        submissions = honest + [s for s in classroom.hostile_class(
+            copies=(copy / "01_background.md",)) if s.name in hostile]
+        assert len(submissions) == 40, len(submissions)
         paths = classroom.write(submissions, Path(tmp) / "class")
-        grader.hide = [Path(tmp)]
         started = time.monotonic()
         for name in names:
             grader.reference(name)
         reference_seconds = time.monotonic() - started
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         with ThreadPoolExecutor(args.jobs) as pool:
             reports = list(pool.map(grader.grade, paths))
         batch_seconds = time.monotonic() - started
+        grader_cpu = time.process_time() - cpu
 
     wrong = [(s.name, r["score"], s.score) for s, r in zip(submissions, reports)
              if r["score"] != s.score]
@@ -66,9 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grader overhead per submission: mean {statistics.mean(overhead):.2f} s, "
           f"median {statistics.median(overhead):.2f} s, max {max(overhead):.2f} s "
           f"(target <= 3 s)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"grader process: {grader_cpu / len(reports):.2f} CPU s per submission, peak memory "
+          f"{peak:.0f} MiB")
     print(f"expected scores: {len(reports) - len(wrong)} of {len(reports)} right")
     for name, got, expected in wrong:
         print(f"  WRONG {name}: scored {got}, expected {expected}")
+    print(f"overhead_mean_s={statistics.mean(overhead):.2f} "
+          f"overhead_max_s={max(overhead):.2f} "
+          f"grader_cpu_s_per_submission={grader_cpu / len(reports):.2f} "
+          f"grader_peak_mib={peak:.0f} "
+          f"submissions_per_minute={60 * len(reports) / batch_seconds:.1f} "
+          f"scores_right={len(reports) - len(wrong)}/{len(reports)}")
     return 1 if wrong else 0
 
 

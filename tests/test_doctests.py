@@ -12,7 +12,8 @@ MODULES = ["coursekit.device", "coursekit.seed", "coursekit.plotting", "courseki
            "coursekit.cleaning", "coursekit.mixture", "coursekit.models.gan",
            "coursekit.models.vae", "coursekit.metrics.image", "coursekit.metrics.distribution",
            "coursekit.metrics.likelihood", "coursekit.metrics.text", "coursekit.grader.assign",
-           "coursekit.grader.grade", "coursekit.grader.tasks", "coursekit.grader.toc",
+           "coursekit.grader.grade", "coursekit.grader.gradebook", "coursekit.grader.protocol",
+           "coursekit.grader.similarity", "coursekit.grader.tasks", "coursekit.grader.toc",
            "coursekit.grader.worker"]
 
 

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from coursekit.grader import assign, classroom, grade, tasks, toc, worker
+import classroom
+from coursekit.grader import assign, grade, gradebook, protocol, similarity, tasks, toc
 from coursekit.grader.tasks import ROOT, compare, exercise_names, load_exercise
 
 NAMES = exercise_names()
@@ -19,7 +20,7 @@ NAMES = exercise_names()
 # ---------------------------------------------------------------------------- the data format
 
 def roundtrip(value):
-    return worker.decode(json.loads(json.dumps(worker.encode(value))))
+    return protocol.decode(json.loads(json.dumps(protocol.encode(value))))
 
 
 def test_plain_data_survives_the_roundtrip():
@@ -38,8 +39,8 @@ def test_plain_data_survives_the_roundtrip():
     object(), np.array([object()]), {1: 2}, lambda: 0,
 ])
 def test_behaviour_does_not_cross_the_boundary(value):
-    with pytest.raises(worker.EncodeError):
-        worker.encode(value)
+    with pytest.raises(protocol.EncodeError):
+        protocol.encode(value)
 
 
 @pytest.mark.parametrize("forged", [
@@ -49,7 +50,7 @@ def test_behaviour_does_not_cross_the_boundary(value):
 ])
 def test_forged_arrays_are_refused(forged):
     with pytest.raises(ValueError):
-        worker.decode(forged)
+        protocol.decode(forged)
 
 
 # ------------------------------------------------------------------------------------ judging
@@ -64,7 +65,7 @@ def test_compare_accepts_within_tolerance_and_explains_failures():
     assert compare((2, 4), [2, 4]) is None
     assert "numeric" in compare(1.0, "1.0")
     hidden = compare(np.array([5.0]), np.array([4.0]), reveal=False)
-    assert "5" not in hidden and "largest error" in hidden
+    assert "5" not in hidden and "4" not in hidden and "error" not in hidden
     assert "keys" in compare({"a": 1.0}, {"b": 1.0})
 
 
@@ -228,3 +229,119 @@ def test_a_gan_step_without_detach_fails_even_when_gradients_are_cleared(capsys)
 
     assert tasks.check("train_gan_step", no_detach) is False
     assert "backward_passes_into_G" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ one protocol
+
+def test_numpy_and_torch_scalars_in_a_list_are_numbers():
+    import torch
+
+    for got in ([np.float64(1), np.float64(2), np.float64(3)], [np.float32(1), 2, 3.0],
+                [torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)],
+                list(np.array([1.0, 2.0, 3.0])), [np.int64(1), np.int64(2), np.int64(3)]):
+        assert compare([1.0, 2.0, 3.0], roundtrip(got)) is None, got
+        assert compare(np.array([1.0, 2.0, 3.0]), roundtrip(got)) is None, got
+    assert roundtrip(np.float32(2.5)) == 2.5 and roundtrip(np.array(2.5)).shape == ()
+
+
+def test_outcomes_are_reason_codes_and_hidden_ones_say_nothing_more():
+    assert protocol.judge(np.ones(3), {"output": protocol.encode(np.ones(3))}).passed
+    wrong = protocol.judge(np.ones(3), {"output": protocol.encode(np.zeros(3))})
+    assert wrong.code == "wrong_value" and "expected 1" in wrong.message
+    assert protocol.judge(np.ones(3), {"output": protocol.encode(np.ones(2))}).code == \
+        "wrong_shape"
+    assert protocol.judge(1.0, {"output": {"__float__": "nan"}}).code == "non_finite"
+    assert protocol.judge(1.0, {"code": "timeout", "error": "x"}).code == "timeout"
+    assert protocol.judge(1.0, {"code": "made-up", "error": "x"}).code == "no_answer"
+    assert protocol.judge(1.0, "junk").code == "no_answer"
+    secret = protocol.judge(5.0, {"code": "raised", "error": "ValueError: inputs 7, 8"},
+                            public=False)
+    assert secret == protocol.Outcome("raised", "")
+    assert set(protocol.REASONS) >= {"passed", "wrong_value", "not_differentiable"}
+
+
+def _torch_spec(differentiable=True):
+    return {"id": "t", "function": "f", "torch": True, "driver": None,
+            "differentiable": differentiable}
+
+
+@pytest.mark.parametrize("body, code, words", [
+    (lambda x: (x ** 2).sum(), "passed", ""),
+    (lambda x: (x ** 2).sum().item(), "not_differentiable", ".item()"),
+    (lambda x: (x ** 2).sum().detach(), "not_differentiable", ".detach()"),
+    (lambda x: (x ** 2).sum().detach().numpy(), "not_differentiable", "numpy"),
+    (lambda x: torch_leaf((x ** 2).sum().item()), "not_differentiable", "not from the inputs"),
+])
+def test_a_differentiable_task_needs_a_graph_back_to_the_inputs(body, code, words):
+    case = {"args": protocol.encode((np.array([1.0, 2.0]),)), "kwargs": {}}
+    record = protocol.call_case(body, _torch_spec(), case)
+    outcome = protocol.judge(5.0, record)
+    assert outcome.code == code, record
+    assert words in outcome.message
+    plain = protocol.call_case(lambda x: (x ** 2).sum().item(), _torch_spec(False), case)
+    assert protocol.judge(5.0, plain).passed  # without differentiable=True, a float is fine
+
+
+def torch_leaf(value):
+    import torch
+
+    return torch.tensor(value, requires_grad=True)
+
+
+def test_points_per_check_within_a_task():
+    task = tasks.Task("t", function="f", points=3, hint="mind the edges",
+                      cases=[tasks.case(1, public=True), tasks.case(2), tasks.case(3),
+                             tasks.case(4)])
+    results = [{"case": 1, "public": True, "passed": True, "code": "passed"},
+               {"case": 2, "public": False, "passed": True, "code": "passed"},
+               {"case": 3, "public": False, "passed": False, "code": "wrong_value"},
+               {"case": 4, "public": False, "passed": True, "code": "passed"}]
+    entry = grade._check_entry(task, results)
+    assert entry["points"] == 2.25 and not entry["passed"] and entry["cases_passed"] == 3
+    assert "check 3 (hidden) failed" in entry["feedback"] and "mind the edges" in entry["feedback"]
+    third = grade._check_entry(tasks.Task("u", function="f", points=1, cases=[
+        tasks.case(1, public=True), tasks.case(2), tasks.case(3)]), results[:3])
+    assert third["points"] == 0.67
+
+
+def test_a_failing_public_check_shows_the_call(capsys):
+    assert tasks.check("bleu_brevity", lambda c, r: 1.0) is False
+    out = capsys.readouterr().out
+    assert "brevity_penalty(" in out and "failed" in out
+
+
+def test_exercise_notebooks_read_clean_in_jupyterlab():
+    import re
+
+    for name in NAMES:
+        text = (ROOT / "exercises" / f"{name}.ipynb").read_text(encoding="utf-8")
+        cells = json.loads(text)["cells"]
+        markdown = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        assert not re.search(r"\{[a-z:]+\}`", markdown), name
+    assert assign.plain_markdown("{cite:t}`a,b`", {"a": ("A", "1"), "b": ("B and C", "2")}) \
+        == "A (1); B and C (2)"
+
+
+def test_submission_ids_are_distinct_and_stable(tmp_path):
+    paths = [tmp_path / "alice" / "hw.ipynb", tmp_path / "bob" / "hw.ipynb",
+             tmp_path / "carol.ipynb"]
+    assert grade.submission_ids(paths) == ["alice__hw", "bob__hw", "carol"]
+    earlier = {str(paths[0].resolve()): "alice__hw"}
+    assert grade.submission_ids([paths[0]], earlier) == ["alice__hw"]  # graded again: replaced
+    other = tmp_path / "dan" / "carol.ipynb"
+    assert grade.submission_ids([other], {str(paths[2]): "carol"}) == ["dan__carol"]
+
+
+def test_similarity_sees_through_renaming_and_ignores_the_template():
+    template = {"def f(x):", "# YOUR CODE HERE"}
+    a = similarity.fingerprints(["def f(x):\n    total = 0\n    for i in range(x):\n"
+                                 "        total += i * i\n    return total"], template)
+    b = similarity.fingerprints(["def f(x):\n    s = 0\n    for j in range(x):\n"
+                                 "        s += j * j\n    return s"], template)
+    c = similarity.fingerprints(["def f(x):\n    return sum(k ** 2 for k in range(x))"],
+                                template)
+    reports = [{"exercise": "e", "submission": n, "fingerprints": p}
+               for n, p in (("a", a), ("b", b), ("c", c))]
+    pairs = similarity.similar_pairs(reports, threshold=0.0)
+    assert pairs[0][1:4] == ("a", "b", 1.0)
+    assert all(p[3] < 1.0 for p in pairs[1:])

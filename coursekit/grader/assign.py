@@ -2,11 +2,14 @@
 
 For each ``solutions/NN_topic.md`` it writes
 
-* ``exercises/NN_topic.md`` and its paired ``exercises/NN_topic.ipynb``: the solution notebook
-  with every block between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` replaced by a stub
-  that raises ``NotImplementedError`` (the signature and docstring above the block stay), the
-  grading cell and cells tagged ``solution-only`` left out, and ``coursekit: {exercise: NN_topic}``
-  in the notebook's metadata (how the grader recognises a submission);
+* ``exercises/NN_topic.md``, the page of the book, and ``exercises/NN_topic.ipynb``, the notebook
+  students download: the solution notebook with every block between ``### BEGIN SOLUTION`` and
+  ``### END SOLUTION`` replaced by a stub that raises ``NotImplementedError`` (the signature and
+  docstring above the block stay), the grading cell and cells tagged ``solution-only`` left out,
+  and ``coursekit: {exercise: NN_topic}`` in the notebook's metadata (how the grader recognises a
+  submission). The ``.md`` keeps MyST's roles for the book; in the ``.ipynb`` they are rendered
+  as plain Markdown (``{cite:p}`key``` becomes "(Author et al., 2022)", ``{download}`` a link),
+  so the notebook reads clean in JupyterLab (the two are therefore not a jupytext pair);
 * ``coursekit/grader/public/NN_topic.json``: the public cases of each task with the reference
   solution's answers, which ``check()`` compares against inside the notebook. The answers come
   from running the solution notebook in the grader's sandbox.
@@ -20,15 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from coursekit.grader.tasks import PUBLIC, ROOT, SOLUTIONS, exercise_names
 
-__all__ = ["configure", "run", "stub_source", "exercise_markdown", "public_checks"]
+__all__ = ["configure", "run", "stub_source", "exercise_markdown", "public_checks",
+           "plain_markdown"]
 
 EXERCISES = ROOT / "exercises"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -94,7 +95,7 @@ def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
         "for feedback. Hand in the notebook: `python -m coursekit grade` grades it."))
     notebook.cells = cells
     notebook.metadata["coursekit"] = {"exercise": name}
-    notebook.metadata.setdefault("jupytext", {})["formats"] = "ipynb,md:myst"
+    notebook.metadata.setdefault("jupytext", {}).pop("formats", None)  # written by assign
     notebook.metadata["jupytext"]["notebook_metadata_filter"] = "coursekit"
     text = jupytext.writes(notebook, fmt="md:myst")
     # jupytext stamps its own version into the header: leave it out, so that the exercise
@@ -104,16 +105,11 @@ def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
 
 def public_checks(name: str, reference) -> dict:
     """The public cases of exercise ``name`` with the reference answers (plain data)."""
-    from coursekit.grader.worker import encode
+    from coursekit.grader.protocol import public_spec
 
-    tasks = []
-    for i, task in enumerate(reference.exercise.tasks):
-        cases = [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
-                  "expected": encode(reference.answers[(i, k)])}
-                 for k, c in enumerate(task.cases) if c.public]
-        tasks.append({"id": task.id, "function": task.function, "title": task.title,
-                      "points": task.points, "rtol": task.rtol, "atol": task.atol,
-                      "torch": task.torch, "driver": task.driver, "cases": cases})
+    tasks = [public_spec(task, [reference.answers[(i, k)] for k, c in enumerate(task.cases)
+                                if c.public])
+             for i, task in enumerate(reference.exercise.tasks)]
     return {"exercise": name, "generated_by": "python -m coursekit assign",
             "solution_sha256": solution_digest(name), "tasks": tasks}
 
@@ -125,25 +121,75 @@ def solution_digest(name: str, solutions: Path = SOLUTIONS) -> str:
     return hashlib.sha256((Path(solutions) / f"{name}.md").read_bytes()).hexdigest()
 
 
-def _ipynb_from_md(md: Path) -> bytes:
-    """What ``coursekit.notebooks sync`` writes for ``md`` (so the pairing check agrees).
+_ROLE = re.compile(r"\{([a-z:]+)\}`([^`]*)`")
 
-    Like ``sync``, it updates the existing ``.ipynb`` (keeping its cell ids) where there is one.
+
+def _bibliography(path: Path = ROOT / "references.bib") -> dict:
+    """``{key: (authors, year)}`` from the course's BibTeX file (what citations need)."""
+    entries = {}
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    for match in re.finditer(r"@\w+\{([^,\s]+),(.*?)\n\}", text, re.S):
+        body = match.group(2)
+        author = re.search(r"\bauthor\s*=\s*[{\"](.*?)[}\"],?\s*\n", body, re.S)
+        year = re.search(r"\byear\s*=\s*[{\"]?(\d{4})", body)
+        names = [a.strip() for a in re.split(r"\s+and\s+", author.group(1))] if author else []
+        last = [n.split(",")[0].strip() if "," in n else n.split()[-1] for n in names if n]
+        last = [re.sub(r"[{}\\]", "", n) for n in last]
+        who = (last[0] if len(last) == 1 else f"{last[0]} and {last[1]}" if len(last) == 2
+               else f"{last[0]} et al." if last else match.group(1))
+        entries[match.group(1)] = (who, year.group(1) if year else "n.d.")
+    return entries
+
+
+def plain_markdown(text: str, bibliography: dict) -> str:
+    """``text`` with MyST roles rendered as plain Markdown, for a notebook read in JupyterLab.
+
+    Example:
+        >>> bib = {"ho2020ddpm": ("Ho et al.", "2020")}
+        >>> plain_markdown("DDPM {cite:p}`ho2020ddpm`; {download}`the notebook <a.ipynb>`", bib)
+        'DDPM (Ho et al., 2020); [the notebook](a.ipynb)'
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / md.name
-        shutil.copy(md, copy)
-        if md.with_suffix(".ipynb").exists():
-            shutil.copy(md.with_suffix(".ipynb"), copy.with_suffix(".ipynb"))
-        subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update",
-                        str(copy)], check=True)
-        return copy.with_suffix(".ipynb").read_bytes()
+    def cite(keys: str, textual: bool) -> str:
+        found = [bibliography.get(k.strip(), (k.strip(), "")) for k in keys.split(",")]
+        if textual:
+            return "; ".join(f"{who} ({year})" if year else who for who, year in found)
+        return "(" + "; ".join(f"{who}, {year}" if year else who for who, year in found) + ")"
+
+    def render(match) -> str:
+        role, content = match.group(1), match.group(2)
+        labelled = re.fullmatch(r"(.*?)\s*<([^>]+)>", content, re.S)
+        if role.startswith("cite"):
+            return cite(content, textual=role in ("cite:t", "cite:ts"))
+        if role == "math":
+            return f"${content}$"
+        if role in ("download", "doc") or (role == "ref" and labelled):
+            if labelled:
+                return f"[{labelled.group(1)}]({labelled.group(2)})"
+            return f"[{content}]({content})" if role == "download" else content
+        return labelled.group(1) if labelled else content
+
+    return _ROLE.sub(render, text)
+
+
+def _ipynb_from_md(md: Path) -> bytes:
+    """The students' notebook made from the exercise's ``.md``: MyST roles rendered, cell ids
+    made from the file name and position (so it depends on the ``.md`` alone)."""
+    import jupytext
+
+    notebook = jupytext.read(md)
+    bibliography = _bibliography()
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"{md.stem.replace('_', '-')}-{index}"
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(cell.source, bibliography)
+    notebook.metadata.get("jupytext", {}).pop("formats", None)
+    return jupytext.writes(notebook, fmt="ipynb").encode("utf-8")
 
 
 def _same_public(a: dict, b: dict) -> bool:
     """Equal, except that floating-point answers may differ in the last bits between machines."""
     from coursekit.grader.tasks import compare
-    from coursekit.grader.worker import decode
+    from coursekit.grader.protocol import decode
 
     def outline(d):
         return json.dumps({**d, "tasks": [{**t, "cases": len(t["cases"])} for t in d["tasks"]]},

@@ -3,22 +3,30 @@
 For each submission the grader (this process) reads the notebook as JSON, finds its exercise
 (the notebook's ``metadata.coursekit.exercise``, else a known exercise name in the file name),
 runs its code cells and the graded calls in the sandbox (:mod:`coursekit.grader.sandbox`), and
-judges the plain-data answers against the reference solution's answers to the same inputs, which
-it computed once per exercise by running the solution notebook the same way. It writes
-``OUT/<submission>.json`` per submission and ``OUT/grades.csv`` for the class.
+judges the plain-data answers (:func:`coursekit.grader.protocol.judge`) against the reference
+solution's answers to the same inputs. The references are computed first, before any student
+code runs, in sandboxes of their own (this is also the preflight: a broken environment stops the
+batch with one message). A task scores ``points x passed cases / cases``, rounded to 0.01.
 
-Exit status: 0 when every submission was graded (zeros included), 2 when the grader itself
-failed (for instance the reference solution did not run, or an output could not be written).
+It writes ``OUT/<id>.json`` per submission, ``OUT/feedback/<id>.md`` (every check's result, for
+the student), and rebuilds ``OUT/grades.csv`` from every report in ``OUT`` (so a later batch adds
+rows, or replaces those of the same submission), plus ``OUT/similarity.csv`` and, with a roster,
+``OUT/canvas.csv`` and ``OUT/moodle.csv`` (:mod:`coursekit.grader.gradebook`). ``--shard K/N``
+grades a deterministic share of the submissions; ``grade merge OUT1 OUT2 ... --out OUT`` joins
+shards.
+
+Exit status: 0 when every submission was graded or reported "not graded: <reason>"; 2 for bad
+input (a missing file, a file that is not a notebook, bad options), when no sandbox can be built
+(without ``--unsafe``), or when the grader itself failed (the preflight or a reference solution).
 
 Hidden checks kept outside the repository: ``--checks DIR`` reads ``DIR/NN_topic.py``, Python
 that defines ``CASES = {"task_id": [case(...), ...]}`` (``case`` is predefined); those cases are
-added, hidden, to the task's cases. The folder is hidden from the submissions.
+added, hidden, to the task's cases. Nothing of it is visible inside the sandbox.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -28,10 +36,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from coursekit.grader.sandbox import SLOTS_PER_GRADER, Limits, isolation, run_notebook
-from coursekit.grader.tasks import SOLUTIONS, Exercise, case, compare, exercise_names, load_exercise
+from coursekit.grader import protocol
+from coursekit.grader.sandbox import Limits, NoIsolation, isolation, mode, run_notebook
+from coursekit.grader.tasks import SOLUTIONS, Exercise, case, exercise_names, load_exercise
 
-__all__ = ["configure", "run", "Grader", "identify", "read_code_cells"]
+__all__ = ["configure", "run", "Grader", "identify", "read_code_cells", "submission_ids",
+           "NotebookError"]
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 
@@ -50,8 +60,8 @@ def read_code_cells(data: bytes) -> tuple[list[str], dict]:
         raise NotebookError("the file is empty")
     try:
         notebook = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise NotebookError(f"the file is not valid notebook JSON ({error})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise NotebookError(f"the file is not valid notebook JSON ({str(error)[:80]})") from None
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells", []), list):
         raise NotebookError("the file is JSON but not a notebook (no list of cells)")
     metadata = notebook.get("metadata") if isinstance(notebook.get("metadata"), dict) else {}
@@ -93,52 +103,67 @@ def identify(metadata: dict, filename: str, known: list[str]) -> tuple[str | Non
                   "metadata and no exercise name in the file name")
 
 
+def submission_ids(paths: list[Path], existing: dict | None = None) -> list[str]:
+    """A distinct, recognisable id per submission: its file name; where two share a name, or
+    the name is taken in ``existing`` (``{resolved file: id}`` of reports already in the output
+    folder) by another file, the folder is added (``alice/hw.ipynb`` -> ``alice__hw``). A file
+    graded before keeps its id, so grading it again replaces its row.
+
+    Example:
+        >>> submission_ids([Path("a/x/hw.ipynb"), Path("a/y/hw.ipynb"), Path("a/y/z.ipynb")])
+        ['x__hw', 'y__hw', 'z']
+    """
+    existing = dict(existing or {})
+    taken = set(existing.values())
+    resolved = [str(Path(p).resolve()) for p in paths]
+    stems = [Path(p).stem for p in resolved]
+    ids = []
+    for path, stem in zip(resolved, stems):
+        if path in existing:
+            ids.append(existing[path])
+            continue
+        candidate = stem
+        if stems.count(stem) > 1 or candidate in taken:
+            candidate = f"{Path(path).parent.name}__{stem}"
+        candidate = re.sub(r"[^A-Za-z0-9_.-]+", "_", candidate).strip("._") or "submission"
+        base, n = candidate, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        taken.add(candidate)
+        ids.append(candidate)
+    return ids
+
+
 @dataclass
 class _Reference:
     exercise: Exercise
-    specs: list          # Task.spec() per task
+    specs: list          # protocol.task_spec per task
     answers: dict        # (task index, case) -> decoded expected answer
 
 
 class Grader:
-    """Grades submissions; reference answers are computed once per exercise and kept."""
+    """Grades submissions; reference answers are computed once per exercise, before any
+    student code, and kept."""
 
     def __init__(self, limits: Limits, *, checks_dir: Path | None = None,
-                 solutions: Path = SOLUTIONS, hide=(), jobs: int = 1):
+                 solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False, **_ignored):
         self.limits, self.checks_dir, self.solutions = limits, checks_dir, Path(solutions)
-        self.hide = [p for p in [*hide, checks_dir] if p]
+        self.unsafe = unsafe
         self.known = exercise_names(self.solutions)
         self._references: dict[str, _Reference] = {}
         self._lock = threading.Lock()
         self._reference_locks: dict[str, threading.Lock] = {}
-        self._slots = list(range(max(1, jobs)))
-        self._slot_lock = threading.Condition()
-
-    # ---- slots: each parallel run has its own sandbox user -------------------------------
-    def _take_slot(self) -> int:
-        with self._slot_lock:
-            while not self._slots:
-                self._slot_lock.wait()
-            return self._slots.pop(0)
-
-    def _give_slot(self, slot: int) -> None:
-        with self._slot_lock:
-            self._slots.append(slot)
-            self._slot_lock.notify()
 
     def _run(self, cells, specs, limits):
-        slot = self._take_slot()
-        try:
-            return run_notebook(cells, specs, limits, slot=slot, hide=self.hide)
-        finally:
-            self._give_slot(slot)
+        return run_notebook(cells, specs, limits, unsafe=self.unsafe)
 
     # ---- the reference -------------------------------------------------------------------
     def reference(self, name: str) -> _Reference:
         """The exercise, with hidden checks added, and the solution's answers to every case.
 
         Raises:
-            RuntimeError: the reference solution failed a call (a broken exercise).
+            RuntimeError: the reference solution failed a call (a broken exercise or sandbox).
         """
         with self._lock:  # one lock per exercise: references of different ones run at once
             lock = self._reference_locks.setdefault(name, threading.Lock())
@@ -147,17 +172,18 @@ class Grader:
                 return self._references[name]
             exercise = load_exercise(name, self.solutions)
             self._add_hidden_checks(exercise)
-            specs = [t.spec() for t in exercise.tasks]
+            specs = [protocol.task_spec(t) for t in exercise.tasks]
             limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300)})
             run = self._run(exercise.cells, specs, limits)
-            from coursekit.grader.worker import decode
-
             answers = {}
-            for (i, k), record in run.answers.items():
+            for (i, k), record in sorted(run.answers.items()):
                 if "output" not in record:
-                    raise RuntimeError(f"the reference solution of {name} failed task "
-                                       f"{exercise.tasks[i].id!r} case {k}: {record.get('error')}")
-                answers[(i, k)] = decode(record["output"])
+                    problems = "; ".join(run.problems)
+                    raise RuntimeError(
+                        f"the reference solution of {name} failed task {exercise.tasks[i].id!r} "
+                        f"case {k + 1}: {protocol._one_line(record.get('error'))}"
+                        + (f" ({problems})" if problems else ""))
+                answers[(i, k)] = protocol.decode(record["output"])
             self._references[name] = _Reference(exercise, specs, answers)
             return self._references[name]
 
@@ -180,11 +206,31 @@ class Grader:
                 by_id[task_id].cases.append(c)
 
     # ---- one submission ------------------------------------------------------------------
-    def grade(self, path: Path, expected_exercise: str | None = None) -> dict:
-        """Grade one notebook; the result dict is what ``OUT/<name>.json`` holds."""
+    def grade(self, path: Path, expected_exercise: str | None = None, *,
+              submission_id: str | None = None, student: str | None = None) -> dict:
+        """Grade one notebook; the result dict is what ``OUT/<id>.json`` holds.
+
+        Never raises for anything the submission does: a failure while reading or judging it
+        becomes ``"not_graded": "<reason>"`` in its report.
+        """
         started = time.monotonic()
-        report = {"submission": Path(path).name, "exercise": None, "score": 0, "max_score": 0,
-                  "checks": [], "errors": []}
+        report = {"submission": submission_id or Path(path).stem,
+                  "file": str(Path(path).resolve()),
+                  "student": student, "exercise": None, "score": 0, "max_score": 0,
+                  "not_graded": None, "checks": [], "errors": []}
+        try:
+            self._grade(Path(path), expected_exercise, report)
+        except RuntimeError:
+            raise  # the reference failed: the grader's failure, not the submission's
+        except Exception as error:  # noqa: BLE001 - this submission only: say so and go on
+            report.update(score=0, not_graded=f"the grader could not judge it "
+                          f"({type(error).__name__}: {protocol._one_line(error, 200)})")
+            for check in report["checks"]:
+                check.update(points=0, passed=False)
+        report["seconds"] = round(time.monotonic() - started, 3)
+        return report
+
+    def _grade(self, path: Path, expected_exercise: str | None, report: dict) -> None:
         try:
             with open(path, "rb") as f:
                 data = f.read(MAX_NOTEBOOK_BYTES + 1)
@@ -193,167 +239,249 @@ class Grader:
             cells, metadata = read_code_cells(data)
         except (OSError, NotebookError) as error:
             cells, metadata = None, {}
-            report["errors"].append(f"not graded: {error}")
+            report["not_graded"] = str(error)
         name, how = identify(metadata, str(path), self.known)
         metadata_unknown = how.startswith("the notebook's metadata names")
         if name is None and expected_exercise and cells is not None and not metadata_unknown:
             name, how = expected_exercise, "from --exercise"
         if expected_exercise and name and name != expected_exercise:
-            report["errors"].append(f"this is a notebook of exercise {name}, not of "
-                                    f"{expected_exercise}: not graded")
+            report["not_graded"] = (f"this is a notebook of exercise {name}, not of "
+                                    f"{expected_exercise}")
             name = None
         target = name or expected_exercise
         if target:
             reference = self.reference(target)
             report["max_score"] = reference.exercise.max_score
-            report["checks"] = [_check_entry(t, False, "not graded") for t in
+            report["checks"] = [_check_entry(t, [], "not graded") for t in
                                 reference.exercise.tasks]
         if name is None:
-            if not any(e.endswith("not graded") for e in report["errors"]) and cells is not None:
-                report["errors"].append(f"not graded: {how}")
-            report["seconds"] = round(time.monotonic() - started, 3)
-            return report
+            if report["not_graded"] is None:
+                report["not_graded"] = how
+            return
         report["exercise"] = name
         if cells is None:
-            report["seconds"] = round(time.monotonic() - started, 3)
-            return report
+            return
+        from coursekit.grader.similarity import fingerprints
+
+        report["fingerprints"] = fingerprints(cells, self._template(reference))
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
-        report["score"] = sum(c["points"] for c in report["checks"])
+        report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
         for cell in run.cells:
             if cell.get("status") in ("error", "killed"):
-                report["errors"].append(f"cell {int(cell['cell']) + 1}: "
-                                        f"{str(cell.get('message', ''))[:300]}")
-        report["errors"] += run.problems
+                report["errors"].append(f"cell {int(cell['cell']) + 1}: {cell['message']}")
+        report["errors"] += [protocol._one_line(p) for p in run.problems]
         report["student_seconds"] = round(run.student_seconds, 3)
-        report["seconds"] = round(time.monotonic() - started, 3)
-        return report
+
+    @staticmethod
+    def _template(reference: _Reference) -> set:
+        """The lines of the handed-out exercise's code (not the student's own work)."""
+        from coursekit.grader.assign import stub_source
+
+        return {line.strip() for cell in reference.exercise.cells
+                for line in stub_source(cell).splitlines() if line.strip()}
 
     def _judge(self, reference: _Reference, run) -> list:
-        from coursekit.grader.worker import decode
-
         checks = []
         for i, task in enumerate(reference.exercise.tasks):
-            failures, not_attempted = [], 0
+            results = []
             for k, c in enumerate(task.cases):
-                record = run.answers.get((i, k), {"error": "no answer came back"})
-                label = f"check {k + 1} ({'public' if c.public else 'hidden'})"
-                if "output" not in record:
-                    not_attempted += bool(record.get("not_attempted"))
-                    failures.append(f"{label}: {str(record.get('error'))[:300]}")
-                    continue
-                try:
-                    got = decode(record["output"])
-                except (ValueError, TypeError) as error:
-                    failures.append(f"{label}: the answer could not be read ({error})")
-                    continue
-                message = compare(reference.answers[(i, k)], got, task.rtol, task.atol,
-                                  reveal=c.public)
-                if message:
-                    failures.append(f"{label}: {message}")
-            if not_attempted == len(task.cases):
-                feedback = f"not attempted: {task.function} still raises NotImplementedError"
-            elif failures:
-                feedback = (f"{len(failures)} of {len(task.cases)} checks failed; first: "
-                            f"{failures[0]}")
-            else:
-                feedback = f"all {len(task.cases)} checks passed"
-            checks.append(_check_entry(task, not failures, feedback))
+                record = run.answers.get((i, k))
+                outcome = protocol.judge(reference.answers[(i, k)], record, rtol=task.rtol,
+                                         atol=task.atol, public=c.public)
+                result = {"case": k + 1, "public": c.public, "passed": outcome.passed,
+                          "code": outcome.code}
+                if c.public and not outcome.passed:
+                    result["call"] = protocol.describe_call(task.function, c.args, c.kwargs)
+                    result["message"] = outcome.message
+                results.append(result)
+            checks.append(_check_entry(task, results))
         return checks
 
 
-def _check_entry(task, passed: bool, feedback: str) -> dict:
-    return {"id": task.id, "points": task.points if passed else 0, "max_points": task.points,
-            "passed": passed, "feedback": f"{task.title + ': ' if task.title else ''}{feedback}"}
+def _check_entry(task, results: list, feedback: str | None = None) -> dict:
+    """A task's entry of the report: points for the share of cases passed, and feedback."""
+    passed = sum(r["passed"] for r in results)
+    points = round(task.points * passed / len(task.cases), 2) if results else 0
+    if feedback is None:
+        if results and all(r["code"] == "not_attempted" for r in results):
+            feedback = f"not attempted: {task.function} still raises NotImplementedError"
+        elif passed == len(results):
+            feedback = f"all {len(results)} checks passed"
+        else:
+            failed = [r for r in results if not r["passed"]]
+            first = failed[0]
+            if first["public"]:
+                detail = f"check {first['case']} (public): {first['call']}: {first['message']}"
+            else:
+                detail = f"check {first['case']} (hidden) failed"
+            feedback = f"{passed} of {len(results)} checks passed; first failure: {detail}"
+            if any(not r["public"] for r in failed) and task.hint:
+                feedback += f"; hint: {task.hint}"
+    title = f"{task.title}: " if task.title else ""
+    return {"id": task.id, "points": points, "max_points": task.points,
+            "passed": bool(results) and passed == len(results), "cases_passed": passed,
+            "cases": len(task.cases), "hint": task.hint, "feedback": title + feedback,
+            "results": results}
 
 
 # ------------------------------------------------------------------------------------ command
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``python -m coursekit grade``."""
-    parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION.ipynb")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON and CSV")
+    parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
+                        help="notebooks or folders of notebooks; 'merge DIR...' joins shards")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for the reports, grades.csv and exports (added to)")
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="wall-clock seconds per submission (cells and graded calls)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help="address-space limit per submission, MiB")
+                        help="memory of all of a submission's processes together, MiB")
     parser.add_argument("--checks", type=Path, default=None,
                         help="folder of hidden checks, NN_topic.py files defining CASES")
     parser.add_argument("--exercise", default=None,
                         help="grade every submission as this exercise; others are reported")
     parser.add_argument("--solutions", type=Path, default=SOLUTIONS,
                         help="folder of solution notebooks (default: the course's solutions/)")
+    parser.add_argument("--roster", type=Path, default=None,
+                        help="CSV with columns 'file' and 'student' (and optionally 'name', "
+                             "'email'): adds student ids and writes canvas.csv and moodle.csv")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="grade only share K of N (1 <= K <= N) of the submissions")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="grade even where no sandbox can be built: student code then runs "
+                             "as your user and can read the solutions and change the results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _unique_name(name: str, used: set) -> str:
-    stem, candidate, n = Path(name).stem, Path(name).stem, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}-{n}"
-    used.add(candidate)
-    return candidate
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given and the notebooks in folders given (sorted); errors for the rest.
+
+    Raises:
+        ValueError: a path that does not exist, or a file that is not a ``.ipynb``.
+    """
+    found = []
+    for path in paths:
+        if path.is_dir():
+            notebooks = sorted(p for p in path.rglob("*.ipynb")
+                               if ".ipynb_checkpoints" not in p.parts and p.is_file())
+            if not notebooks:
+                raise ValueError(f"the folder {path} holds no .ipynb notebooks")
+            found += notebooks
+        elif not path.exists():
+            raise ValueError(f"no such file or folder: {path}")
+        elif path.suffix != ".ipynb":
+            raise ValueError(f"{path} is not a notebook (.ipynb)")
+        else:
+            found.append(path)
+    return found
+
+
+def _shard(spec: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", spec or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ValueError(f"--shard must be K/N with 1 <= K <= N, got {spec!r}")
+    return int(match.group(1)), int(match.group(2))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Grade ``args.submissions``; return the exit status (see the module docstring)."""
-    from tqdm import tqdm
+    """Grade ``args.submissions`` (or merge shards); return the exit status (see above)."""
+    from coursekit.grader import gradebook
 
-    if not 1 <= args.jobs <= SLOTS_PER_GRADER or args.timeout <= 0:
-        print(f"grade: --jobs must be in 1..{SLOTS_PER_GRADER} and --timeout > 0, got "
-              f"{args.jobs}, {args.timeout}",
+    if args.submissions and str(args.submissions[0]) == "merge":
+        try:
+            return gradebook.merge(args.submissions[1:], args.out, roster=args.roster)
+        except ValueError as error:
+            print(f"grade merge: {error}", file=sys.stderr)
+            return 2
+    try:
+        if not 1 <= args.jobs <= 64 or args.timeout <= 0 or args.memory_mb < 256:
+            raise ValueError(f"--jobs must be in 1..64, --timeout > 0 and --memory-mb >= 256, "
+                             f"got {args.jobs}, {args.timeout}, {args.memory_mb}")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a file, not a folder")
+        paths = _expand(args.submissions)
+        before = {r.get("file"): r["submission"] for r in gradebook.read_reports(args.out)} \
+            if args.out.is_dir() else {}
+        ids = submission_ids(paths, before)
+        if args.shard:
+            k, n = _shard(args.shard)
+            chosen = [i for i, s in enumerate(ids) if _share(s, n) == k - 1]
+            paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
+        roster = gradebook.read_roster(args.roster) if args.roster else {}
+        known = exercise_names(args.solutions)
+        if args.exercise and args.exercise not in known:
+            raise ValueError(f"unknown exercise {args.exercise!r}; known: {known}")
+    except ValueError as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return 2
+    if mode() == "none" and not args.unsafe:
+        print(f"grade: refusing to run student code without a sandbox. {isolation()}",
               file=sys.stderr)
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
-    hide = {out} | {p.resolve().parent for p in args.submissions}
-    hide |= {args.solutions.resolve()}
     grader = Grader(limits, checks_dir=args.checks.resolve() if args.checks else None,
-                    solutions=args.solutions.resolve(), hide=sorted(hide), jobs=args.jobs)
-    if args.exercise and args.exercise not in grader.known:
-        print(f"grade: unknown exercise {args.exercise!r}; known: {grader.known}",
-              file=sys.stderr)
-        return 2
-    print(f"grading {len(args.submissions)} submission(s), {args.jobs} at once; isolation: "
+                    solutions=args.solutions.resolve(), unsafe=args.unsafe)
+    print(f"grading {len(paths)} submission(s), {args.jobs} at once; isolation: "
           f"{isolation()}", file=sys.stderr)
-    used: set = set()
-    names = [_unique_name(p.name, used) for p in args.submissions]
-    reports, failed = {}, []
+    # the preflight: every reference first, before and apart from any student code
+    needed = _exercises_of(paths, grader.known, args.exercise)
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(grader.reference, sorted(needed)))
+    except (RuntimeError, ValueError, NoIsolation) as error:
+        print(f"grade: preflight failed, nothing was graded: {error}", file=sys.stderr)
+        return 2
+    reports, failed = [], []
+    progress = _progress(len(paths), args.quiet)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(grader.grade, path, args.exercise): (name, path)
-                   for name, path in zip(names, args.submissions)}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="grading",
-                           unit="notebook", disable=args.quiet, file=sys.stderr):
-            name, path = futures[future]
+        futures = {pool.submit(grader.grade, path, args.exercise, submission_id=sid,
+                               student=gradebook.student_of(roster, path)): path
+                   for sid, path in zip(ids, paths)}
+        for future in as_completed(futures):
+            path = futures[future]
+            progress.update(1)
             try:
                 report = future.result()
             except Exception as error:  # noqa: BLE001 - the grader's failure: say so, exit 2
                 failed.append(f"{path}: {type(error).__name__}: {error}")
                 continue
-            reports[name] = report
-            (out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-            for error in report["errors"]:
-                if error.startswith("not graded"):
-                    print(f"{path}: {error}", file=sys.stderr)
-    _write_csv(out / "grades.csv", [reports[n] for n in names if n in reports])
+            gradebook.write_report(out, report)
+            reports.append(report)
+    progress.close()
+    gradebook.finish(out, roster=roster)
+    gradebook.summary(out, reports, file=sys.stderr)
     for line in failed:
         print(f"grade: the grader failed on {line}", file=sys.stderr)
     return 2 if failed else 0
 
 
-def _write_csv(path: Path, reports: list) -> None:
-    task_ids = []
-    for report in reports:
-        for check in report["checks"]:
-            if check["id"] not in task_ids:
-                task_ids.append(check["id"])
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", "exercise", "score", "max_score", *task_ids, "errors"])
-        for report in reports:
-            points = {c["id"]: c["points"] for c in report["checks"]}
-            writer.writerow([report["submission"], report["exercise"] or "", report["score"],
-                             report["max_score"], *[points.get(t, "") for t in task_ids],
-                             len(report["errors"])])
+def _share(submission_id: str, n: int) -> int:
+    """Which of ``n`` shards grades ``submission_id`` (stable across machines and runs)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(submission_id.encode()).digest()[:8], "big") % n
+
+
+def _exercises_of(paths, known, expected) -> set:
+    names = {expected} if expected else set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_NOTEBOOK_BYTES + 1)
+            _, metadata = read_code_cells(data)
+        except (OSError, NotebookError):
+            continue
+        name, _ = identify(metadata, str(path), known)
+        if name and not expected:
+            names.add(name)
+    return names
+
+
+def _progress(total: int, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="grading", unit="notebook", disable=quiet, file=sys.stderr)

@@ -1,29 +1,35 @@
-"""Running a notebook's code in a separate, limited process (the grader's sandbox).
+"""Running one notebook's code in a sandbox built from an allowlist (exercises part).
 
-:func:`run_notebook` starts ``worker.py`` in a fresh temporary directory that holds only the job
-(the notebook's code cells and the calls to make), under these limits:
+The notebook runs in :mod:`coursekit.grader.worker` under bubblewrap (``bwrap``, packaged by
+Debian and Ubuntu), which builds the process's whole filesystem from nothing: it sees
 
-==================  ==========================================================================
-wall clock          the whole process tree is killed ``timeout`` (+ 5 s grace) after the start
-memory              ``RLIMIT_AS`` (address space; importing torch needs about 3.3 GB of it)
-processes           ``RLIMIT_NPROC`` (per user: each parallel slot runs as its own user)
-CPU, files          ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` (a flood of output fails), ``RLIMIT_NOFILE``
-==================  ==========================================================================
+* ``/usr`` (and the ``/bin``, ``/lib`` links into it), a few files of ``/etc`` the dynamic loader
+  needs, the Python install and its site-packages, and the ``coursekit`` package, all read-only;
+* a private tmpfs at ``/tmp`` (``Limits.workdir_mb``), which holds its working directory
+  ``/tmp/work``, and a private tmpfs ``/dev/shm``; nothing else is writable, nothing outlives
+  it;
+* nothing of the host's home folders, repository copies, solutions, hidden checks, other
+  submissions or the grader's output: they are not hidden, they were never put there.
 
-When the grader runs as root (as in CI) the worker also gets new mount, network and PID
-namespaces (``unshare``): ``/tmp`` is replaced by an empty tmpfs holding only its directory; the
-repository's other folders (``solutions/``, ``.git``, ``_build``, ``tests`` ...) and every folder
-named in ``hide`` (the submissions, the hidden checks, the output) are covered by empty tmpfs
-mounts; there is no network; and when the worker's first process ends, every process it left
-behind dies with the namespace. It then drops to an unprivileged user (``slot_uid(slot)``, one
-per slot and grader process, no groups, ``no_new_privs``, no capabilities) with ``setpriv``: a user per parallel slot rather
-than one shared ``nobody``, because ``RLIMIT_NPROC`` counts all processes of a user, so a fork
-bomb in one submission would otherwise starve the submission graded beside it.
+It runs in new IPC, PID, network, UTS (and cgroup) namespaces, in a session of its own, and dies
+with the grader (``--die-with-parent``); when its first process ends, the kernel kills every
+process left in its PID namespace. The job comes in on standard input, records go out on
+standard output, which the grader reads with a cap on every record and on the total.
 
-Without root none of the namespaces are available: the worker runs as the grader's own user, with
-the same rlimits, in its own session (killed as a group) and a private temporary directory. It
-could then read any file that user can read (the solutions included), and a process it starts in
-the background may outlive the run. Grade untrusted work as root, or in a container.
+As root, bubblewrap needs no user namespace; the worker then drops to a fresh unprivileged uid
+(random per run, no groups, ``no_new_privs``, no capabilities), and each run gets its own
+cgroup (v2, or v1 ``memory``/``pids``/``cpu``): a memory limit on all its processes together, a
+process limit, and a CPU quota, so a neighbour cannot take its CPU; at the end every process in
+the cgroup is killed and the cgroup removed. Without root the same filesystem and namespaces
+come from an unprivileged user namespace (``--unshare-user``, nested ones disabled); the process
+limit (``RLIMIT_NPROC``) then counts per user namespace, so per run; memory over all the run's
+processes (their proportional set size) and CPU time over all of them are enforced by a watchdog
+in the grader that polls every 0.2 s (the largest process is killed past the memory limit, the
+whole run past the CPU budget). A CPU *share* is not enforceable without cgroups.
+
+Where bubblewrap cannot build the sandbox (not installed, user namespaces refused), nothing is
+graded unless ``unsafe=True`` (``grade --unsafe``): then the worker runs with rlimits and a
+wall-clock limit only, as the grader's user, and can read and change whatever that user can.
 """
 
 from __future__ import annotations
@@ -31,33 +37,30 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "RunResult", "run_notebook", "isolation"]
+__all__ = ["Limits", "RunResult", "run_notebook", "isolation", "mode", "NoIsolation"]
 
+PACKAGE = Path(__file__).resolve().parents[1]          # the coursekit package folder
 WORKER = Path(__file__).resolve().parent / "worker.py"
-DRIVERS = Path(__file__).resolve().parent / "drivers.py"
-ROOT = Path(__file__).resolve().parents[2]
-BASE_UID = 1_000_000      # sandbox users start here (no passwd entry needed)
-SLOTS_PER_GRADER = 64     # the most parallel slots one grader process uses
+UID_RANGE = (2_000_000, 2**31 - 2)                    # fresh uids are drawn from here (root)
+GRACE = 5.0                # seconds past the timeout before the whole run is killed
+MAX_LINE = 8 * 2**20       # one record from the sandbox (an answer)
+MAX_TOTAL = 48 * 2**20     # all records of one run together
+ETC = ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+       "/etc/alternatives", "/etc/nsswitch.conf"]
 
 
-def slot_uid(slot: int) -> int:
-    """The user a slot's worker runs as: unique per slot *and* per grader process (two graders
-    running at once, as in the tests, must not share a user and so a process limit)."""
-    if not 0 <= slot < SLOTS_PER_GRADER:
-        raise ValueError(f"slot must be in [0, {SLOTS_PER_GRADER}), got {slot}")
-    return BASE_UID + os.getpid() * SLOTS_PER_GRADER + slot  # pid <= 2**22: stays below 2**32
-GRACE = 5.0               # seconds past the timeout before the whole tree is killed
-MAX_LOG_BYTES = 4 * 2**20
+class NoIsolation(RuntimeError):
+    """The sandbox cannot be built here and ``unsafe`` was not given."""
 
 
 @dataclass
@@ -65,16 +68,19 @@ class Limits:
     """The limits of one run."""
 
     timeout: float = 120.0        # wall-clock seconds for all cells and calls
-    memory_mb: int = 6144         # RLIMIT_AS in MiB (torch alone maps about 3.3 GB)
-    processes: int = 96           # RLIMIT_NPROC: processes and threads of the sandbox user
+    memory_mb: int = 4096         # memory of all the run's processes together (cgroup/watchdog)
+    address_space_mb: int = 8192  # RLIMIT_AS per process (torch alone maps about 3.3 GB)
+    processes: int = 96           # processes and threads of the run (pids cgroup, RLIMIT_NPROC)
+    cpus: float = 1.0             # CPU quota of the run, in cores (cgroup)
     file_mb: int = 16             # RLIMIT_FSIZE: the largest file the notebook may write
+    workdir_mb: int = 256         # size of the private tmpfs /tmp that holds the working folder
     open_files: int = 256         # RLIMIT_NOFILE
     cells_share: float = 0.6      # fraction of the timeout the notebook's cells may use
 
 
 @dataclass
 class RunResult:
-    """What came back from one run, as plain data."""
+    """What came back from one run, as plain data (records not yet judged)."""
 
     cells: list = field(default_factory=list)       # per cell: {"cell", "status", "message"}
     answers: dict = field(default_factory=dict)     # (task index, case) -> record dict
@@ -82,69 +88,494 @@ class RunResult:
     student_seconds: float = 0.0                    # time spent in cells and graded calls
     wall_seconds: float = 0.0                       # the whole run, start to cleanup
     timed_out: bool = False                         # killed at the wall-clock limit
+    started: bool = False                           # the worker said it started
+    limits: str = ""                                # which limits held, in words
+
+
+# --------------------------------------------------------------------------- what the box holds
+
+def _python_paths() -> list[str]:
+    """The Python install and virtual environment the worker needs (resolved, deduplicated)."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+             Path(sys.executable).resolve().parent.parent}
+    return sorted(str(p) for p in paths if str(p) not in ("/", "/usr"))
+
+
+def _site_paths() -> list[str]:
+    """Package folders on the grader's ``sys.path`` outside the Python install (a venv's
+    site-packages given through PYTHONPATH): only folders named site- or dist-packages, so a
+    repository root on the path is never exposed."""
+    return sorted({str(Path(p).resolve()) for p in sys.path
+                   if p and Path(p).name in ("site-packages", "dist-packages")
+                   and Path(p).is_dir() and not Path(p).resolve().is_relative_to("/usr")})
+
+
+def _bwrap_args(limits: Limits, as_root: bool) -> list[str]:
+    bwrap = shutil.which("bwrap")
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid",
+            "--unshare-net", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+            "--clearenv"]
+    if not as_root:
+        args += ["--unshare-user", "--disable-userns", "--uid", "1000", "--gid", "1000"]
+    args += ["--perms", "1777", "--size", str(limits.workdir_mb * 2**20), "--tmpfs", "/tmp",
+             "--perms", "0777", "--dir", "/tmp/work",
+             "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm",
+             "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for path in ETC:
+        args += ["--ro-bind-try", path, path]
+    made, bound = {"/", "/tmp", "/tmp/work", "/usr", "/proc", "/dev", "/etc"}, [Path("/usr")]
+    for path in [*_python_paths(), *_site_paths(), str(PACKAGE)]:
+        if any(b == Path(path) or b in Path(path).parents for b in bound):
+            continue  # already inside a folder bound above
+        for parent in reversed(Path(path).parents):  # traversable by the sandbox's user
+            if str(parent) not in made:
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(str(parent))
+        args += ["--ro-bind", path, path]
+        bound.append(Path(path))
+    args += ["--chdir", "/tmp/work"]
+    for key, value in _environment("/tmp/work").items():
+        args += ["--setenv", key, value]
+    if as_root:  # bwrap itself stays root to mount; the worker drops to a fresh user
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add",
+                 "CAP_SETPCAP"]
+    return args
+
+
+def _environment(home: str) -> dict:
+    return {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "COURSEKIT_OFFLINE": "1", "COURSEKIT_GRADING": "1", "MPLBACKEND": "Agg",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+            "COURSEKIT_PATH": os.pathsep.join([str(PACKAGE.parent), *_site_paths()])}
+
+
+def _drop(uid: int) -> list[str]:
+    return ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
 
 
 @functools.lru_cache(maxsize=1)
-def _namespaces_work() -> bool:
-    """Whether this (root) process can make the worker's namespaces (not in every container)."""
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
-        return False
+def mode() -> str:
+    """``"root"`` or ``"user"`` (bubblewrap works, as root or in a user namespace), or
+    ``"none"`` (no isolation possible here)."""
+    if not shutil.which("bwrap"):
+        return "none"
+    as_root = os.geteuid() == 0
+    if as_root and not Path("/usr/bin/setpriv").exists():
+        return "none"
+    command = _bwrap_args(Limits(), as_root) + ["--"] + (_drop(_fresh_uid()) if as_root else [])
+    command += [sys.executable, "-I", "-c", "import os, sys; sys.exit(os.getuid() == 0)"]
     try:
-        done = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc",
-                               "--", "/bin/sh", "-c", "mount --make-rprivate / && "
-                               "mount -t tmpfs tmpfs /mnt"], capture_output=True, timeout=30)
+        done = subprocess.run(command, capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+        return "none"
+    return ("root" if as_root else "user") if done.returncode == 0 else "none"
 
 
 def isolation() -> str:
-    """One line saying how submissions are isolated on this machine."""
-    if _namespaces_work():
-        return ("namespaces (mount, network, PID), unprivileged user, rlimits, wall-clock limit")
-    return ("NO NAMESPACES (not root, or not allowed here): rlimits, own session and temporary "
-            "directory, wall-clock limit only; the submission could read files the grader's "
-            "user can read")
+    """One line saying how submissions are isolated on this machine, and which limits hold."""
+    how = mode()
+    if how == "root":
+        cgroup = _Cgroup.available()
+        limits = (f"cgroup {cgroup}: memory and processes of the whole run, CPU quota"
+                  if cgroup else "no cgroups: RLIMIT_AS per process, RLIMIT_NPROC per fresh "
+                  "user, a watchdog on the run's memory and CPU time")
+        return ("bubblewrap as root: allowlisted read-only filesystem, private tmpfs /tmp and "
+                "/dev/shm, IPC/PID/network namespaces, a fresh uid per run; " + limits)
+    if how == "user":
+        return ("bubblewrap in an unprivileged user namespace: allowlisted read-only "
+                "filesystem, private tmpfs /tmp and /dev/shm, IPC/PID/network namespaces; "
+                "processes per run (RLIMIT_NPROC per namespace), a watchdog on the run's memory "
+                "and CPU time; no CPU share (needs cgroups)")
+    return ("NONE: bubblewrap cannot build a sandbox here (install bubblewrap, allow user "
+            "namespaces, or run as root); --unsafe runs student code as the grader's user with "
+            "rlimits and a time limit only: it can read the solutions and change the results")
 
 
-def _hidden_dirs(extra) -> list[str]:
-    """Folders to cover in the worker's mount namespace."""
-    keep = {ROOT / "coursekit"}
-    prefix = Path(sys.prefix).resolve()
-    hide = []
-    for entry in sorted(ROOT.iterdir()):
-        if not entry.is_dir() or entry.is_symlink() or entry in keep:
+def _fresh_uid() -> int:
+    return UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0])
+
+
+# ------------------------------------------------------------------------------------ cgroups
+
+class _Cgroup:
+    """A cgroup per run (v2, or v1 memory/pids/cpu), as root: created, filled, killed, removed."""
+
+    V1 = Path("/sys/fs/cgroup")
+
+    def __init__(self, limits: Limits):
+        self.paths: list[Path] = []
+        name = f"coursekit-grade/{os.getpid()}-{secrets.token_hex(6)}"
+        kind = self.available()
+        self._sweep()
+        if kind == "v2":
+            path = self.V1 / name
+            path.mkdir(parents=True)
+            self.paths = [path]
+            parent = path.parent
+            (parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+            self._set(path, "memory.max", limits.memory_mb * 2**20)
+            self._set(path, "memory.swap.max", 0, optional=True)
+            self._set(path, "pids.max", limits.processes)
+            self._set(path, "cpu.max", f"{int(limits.cpus * 100000)} 100000")
+        elif kind == "v1":
+            for controller in ("memory", "pids", "cpu"):
+                path = self.V1 / controller / name
+                path.mkdir(parents=True)
+                self.paths.append(path)
+            memory, pids, cpu = self.paths
+            self._set(memory, "memory.limit_in_bytes", limits.memory_mb * 2**20)
+            self._set(memory, "memory.memsw.limit_in_bytes", limits.memory_mb * 2**20,
+                      optional=True)
+            self._set(pids, "pids.max", limits.processes)
+            self._set(cpu, "cpu.cfs_period_us", 100000)
+            self._set(cpu, "cpu.cfs_quota_us", int(limits.cpus * 100000))
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def available() -> str | None:
+        """``"v2"``, ``"v1"`` or ``None``: the cgroups this (root) process can make."""
+        if os.geteuid() != 0:
+            return None
+        root = _Cgroup.V1
+        if (root / "cgroup.controllers").exists():
+            controllers = (root / "cgroup.controllers").read_text().split()
+            ok = {"memory", "pids", "cpu"} <= set(controllers) and os.access(root, os.W_OK)
+            return "v2" if ok else None
+        if all(os.access(root / c, os.W_OK) for c in ("memory", "pids", "cpu")):
+            return "v1"
+        return None
+
+    @staticmethod
+    def _set(path: Path, key: str, value, optional: bool = False) -> None:
+        try:
+            (path / key).write_text(str(value))
+        except OSError:
+            if not optional:
+                raise
+
+    @classmethod
+    def _sweep(cls) -> None:
+        """Remove the cgroups of graders that died without cleaning up (killed by a signal)."""
+        parents = [cls.V1 / "coursekit-grade"] + [cls.V1 / c / "coursekit-grade"
+                                                  for c in ("memory", "pids", "cpu")]
+        for parent in parents:
+            if not parent.is_dir():
+                continue
+            for group in parent.iterdir():
+                owner = group.name.split("-", 1)[0]
+                if group.is_dir() and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                    stale = cls.__new__(cls)
+                    stale.paths = [group]
+                    stale.kill_and_remove()
+
+    @property
+    def procs(self) -> list[str]:
+        return [str(p / "cgroup.procs") for p in self.paths]
+
+    def pids(self) -> set[int]:
+        found = set()
+        for path in self.paths:
+            try:
+                found |= {int(x) for x in (path / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    def kill_and_remove(self) -> None:
+        for _ in range(200):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        for path in self.paths:
+            for _ in range(100):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+    def oom_kills(self) -> int:
+        for path in self.paths:
+            for name in ("memory.oom_control", "memory.events"):
+                try:
+                    text = (path / name).read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        return 0
+
+
+# ----------------------------------------------------------------------------------- watchdog
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
             continue
-        if Path("/tmp") in entry.resolve().parents:
-            continue  # a clone under /tmp: the worker's fresh /tmp holds only what it needs
-        if prefix == entry or entry in prefix.parents:
-            continue  # the virtual environment the worker's Python runs from
-        hide.append(entry)
-    for path in extra:
-        path = Path(path).resolve()
-        if Path("/tmp") in path.parents or path == Path("/tmp"):
-            continue  # the worker gets an empty /tmp of its own
-        if path.is_dir() and path != Path("/") and path not in hide:
-            if path == prefix or path in prefix.parents or path in (ROOT / "coursekit").parents:
-                continue  # hiding it would hide the Python or the package the worker needs
-            hide.append(path)
-    return [str(p) for p in hide]
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                text = f.read()
+        except OSError:
+            continue
+        ppid = int(text.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
 
 
-def _needed_under_tmp() -> list[str]:
-    """What the worker must still see after /tmp is replaced: the package and the Python prefix,
-    where they live under /tmp (a clone there: the other folders of the repository stay hidden)."""
-    tmp = Path("/tmp")
-    needed = [ROOT / "coursekit", Path(sys.prefix).resolve(),
-              Path(sys.executable).resolve().parent.parent]
-    kept = []
-    for path in needed:
-        if tmp in path.parents and not any(k == path or k in path.parents for k in kept):
-            kept = [k for k in kept if path not in k.parents] + [path]
-    return [str(p) for p in kept]
+def _descendants(pid: int) -> list[int]:
+    children, out, todo = _children_map(), [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
-def _user_task_count(uid: int) -> int:
+def _pss_and_cpu(pid: int) -> tuple[int, float]:
+    """Proportional set size (bytes) and CPU seconds of ``pid`` (0 when it is gone)."""
+    pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                    break
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0, 0.0
+    return pss, cpu
+
+
+class _Watchdog(threading.Thread):
+    """Memory (PSS) over all of a run's processes, and their CPU time, where no cgroup counts."""
+
+    def __init__(self, root_pid: int, limits: Limits):
+        super().__init__(daemon=True)
+        self.root_pid, self.limits = root_pid, limits
+        self.stop = threading.Event()
+        self.memory_kills, self.cpu_exceeded = 0, False
+        self.cpu_budget = limits.timeout * limits.cpus + 5.0
+        self.dead_cpu: dict[int, float] = {}
+
+    def run(self) -> None:
+        limit = self.limits.memory_mb * 2**20
+        while not self.stop.wait(0.2):
+            pids = _descendants(self.root_pid)
+            usage = {pid: _pss_and_cpu(pid) for pid in pids}
+            for pid, (_, cpu) in usage.items():
+                self.dead_cpu[pid] = max(self.dead_cpu.get(pid, 0.0), cpu)
+            if sum(cpu for cpu in self.dead_cpu.values()) > self.cpu_budget:
+                self.cpu_exceeded = True
+                for pid in pids:
+                    _kill(pid)
+                return
+            if sum(p for p, _ in usage.values()) > limit and usage:
+                _kill(max(usage, key=lambda p: usage[p][0]))
+                self.memory_kills += 1
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------------- one run
+
+class _Reader(threading.Thread):
+    """Reads a stream into bounded lines: a line longer than ``max_line``, or one that would
+    take the lines kept past ``max_total``, is dropped unread (what is dropped costs nothing)."""
+
+    def __init__(self, stream, max_line: int, max_total: int):
+        super().__init__(daemon=True)
+        self.stream, self.max_line, self.max_total = stream, max_line, max_total
+        self.lines: list[bytes] = []
+        self.dropped, self.kept = 0, 0
+        self.cells_done = threading.Event()  # the worker asked for the calls
+
+    def run(self) -> None:
+        buffer, skipping = bytearray(), False
+        while True:
+            chunk = self.stream.read1(1 << 16)
+            if not chunk:
+                break
+            start = 0
+            while True:
+                end = chunk.find(b"\n", start)
+                piece = chunk[start:] if end < 0 else chunk[start:end]
+                if not skipping:
+                    buffer += piece
+                    if len(buffer) > min(self.max_line, self.max_total - self.kept):
+                        buffer, skipping = bytearray(), True
+                        self.dropped += 1
+                if end < 0:
+                    break
+                if not skipping and buffer:
+                    self.lines.append(bytes(buffer))
+                    self.kept += len(buffer)
+                    if buffer.startswith(b'{"event": "cells-done"'):
+                        self.cells_done.set()
+                buffer, skipping, start = bytearray(), False, end + 1
+        self.stream.close()
+
+
+def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = None, *,
+                 unsafe: bool = False, **_ignored) -> RunResult:
+    """Run ``cells`` then every case of ``tasks`` (``protocol.task_spec`` dicts) in the sandbox.
+
+    Args:
+        cells: the code cells' sources, in order.
+        tasks: what to call: ``[{"id", "function", "torch", "driver", "cases": [...]}]``.
+        limits: the limits (defaults: :class:`Limits`).
+        unsafe: run without a sandbox where none can be built (see the module docstring).
+
+    Returns:
+        A :class:`RunResult`; its ``answers`` hold the raw records (``{"output": ...}`` still
+        encoded, or ``{"code", "error"}``), to be judged by the caller as hostile data.
+
+    Raises:
+        NoIsolation: no sandbox can be built here and ``unsafe`` is false.
+    """
+    limits = limits or Limits()
+    how = mode()
+    if how == "none" and not unsafe:
+        raise NoIsolation(isolation())
+    started = time.monotonic()
+    result = RunResult()
+    rlimits = {"RLIMIT_AS": limits.address_space_mb * 2**20, "RLIMIT_NPROC": limits.processes,
+               "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
+               "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
+    job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
+           "rlimits": rlimits}
+    calls = [dict(task, index=i) for i, task in enumerate(tasks)]
+    python = [sys.executable, "-I", str(WORKER)]
+    cgroup, tmp = None, None
+    if how == "none":  # --unsafe: a private folder and rlimits, nothing more
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="coursekit-unsafe-")
+        os.makedirs(os.path.join(tmp, "work"))
+        command, cwd, env = python, os.path.join(tmp, "work"), _environment(tmp)
+        job["rlimits"]["RLIMIT_NPROC"] = limits.processes + _user_tasks(os.getuid())
+        result.limits = "UNSAFE: rlimits per process and a wall-clock limit only"
+    else:
+        as_root = how == "root"
+        command = _bwrap_args(limits, as_root) + ["--"]
+        if as_root:
+            command += _drop(_fresh_uid())
+        command += python
+        cwd, env = "/", {"PATH": "/usr/bin:/bin"}
+        if as_root and _Cgroup.available():
+            cgroup = _Cgroup(limits)
+            command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; '
+                       'shift; done; shift; exec "$@"', "sh", *cgroup.procs, "--", *command]
+            result.limits = f"cgroup {_Cgroup.available()} (memory, processes, CPU quota)"
+        else:
+            result.limits = "watchdog (memory, CPU time), RLIMIT_NPROC per namespace"
+    watchdog = None
+    try:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        out = _Reader(process.stdout, MAX_LINE, MAX_TOTAL)
+        err = _Reader(process.stderr, 4096, 2**16)
+        out.start()
+        err.start()
+        if cgroup is None:
+            watchdog = _Watchdog(process.pid, limits)
+            watchdog.start()
+        feeder = threading.Thread(target=_feed, args=(process, job, calls, out.cells_done),
+                                  daemon=True)
+        feeder.start()
+        try:
+            process.wait(timeout=limits.timeout + GRACE)
+        except subprocess.TimeoutExpired:
+            result.timed_out = True
+        # whatever is left: the PID namespace dies with bwrap's init; the run's processes, its
+        # cgroup and its session are swept as well (the unsafe mode has only these)
+        if watchdog is not None:
+            watchdog.stop.set()
+            for pid in _descendants(process.pid):
+                _kill(pid)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if cgroup is not None:
+            oom = cgroup.oom_kills()
+            cgroup.kill_and_remove()
+            if oom:
+                result.problems.append(f"the run's processes went over the {limits.memory_mb} "
+                                       f"MiB memory limit ({oom} killed)")
+        process.wait()
+        out.join(10)
+        err.join(10)
+        if watchdog is not None:
+            if watchdog.memory_kills:
+                result.problems.append(f"the run's processes went over the {limits.memory_mb} "
+                                       f"MiB memory limit ({watchdog.memory_kills} killed)")
+            if watchdog.cpu_exceeded:
+                result.problems.append("the run used more than its CPU time budget "
+                                       f"({watchdog.cpu_budget:g} s) and was stopped")
+        _collect(out.lines, tasks, result)
+        if out.dropped:
+            result.problems.append(f"{out.dropped} record(s) over {MAX_LINE >> 20} MiB, or past "
+                                   f"{MAX_TOTAL >> 20} MiB in all, were dropped unread")
+        if not result.started:
+            tail = b"\n".join(err.lines)[-500:].decode("utf-8", "replace")
+            result.problems.append("the sandbox did not start: " + _clean(tail))
+        if result.timed_out:
+            result.problems.append(f"the notebook ran past the {limits.timeout:g} s time limit "
+                                   "and was stopped")
+    finally:
+        if watchdog is not None:
+            watchdog.stop.set()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    result.wall_seconds = time.monotonic() - started
+    return result
+
+
+def _feed(process, job: dict, calls: list, cells_done: threading.Event) -> None:
+    """Send the cells now and the calls (with their hidden inputs) once the cells are done."""
+    try:
+        process.stdin.write(json.dumps(job).encode() + b"\n")
+        process.stdin.flush()
+        while not cells_done.wait(0.1):
+            if process.poll() is not None:
+                return
+        process.stdin.write(json.dumps(calls).encode() + b"\n")
+        process.stdin.close()
+    except (OSError, ValueError):
+        pass
+
+
+def _user_tasks(uid: int) -> int:
     count = 0
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -157,170 +588,70 @@ def _user_task_count(uid: int) -> int:
     return count
 
 
-def _command(workdir: str, limits: Limits, slot: int, hide) -> tuple[list[str], bool]:
-    python = sys.executable
-    as_root = _namespaces_work()
-    nproc = limits.processes if as_root else _user_task_count(os.getuid()) + limits.processes
-    rlimits = [f"--as={limits.memory_mb * 2**20}", f"--nproc={nproc}",
-               f"--cpu={int(limits.timeout * 2 + 10)}", f"--fsize={limits.file_mb * 2**20}",
-               f"--nofile={limits.open_files}", "--core=0"]
-    uid = slot_uid(slot)
-    if not as_root:
-        drop = []
-        if os.geteuid() == 0 and shutil.which("setpriv"):  # root in a box without namespaces
-            drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                    "--no-new-privs", "--"]
-        return ["prlimit", *rlimits, "--", *drop, python, "-I", str(WORKER)], False
-    # /mnt becomes a private staging area: the submission's folder, and whatever the worker needs
-    # that lives under /tmp (a repository or virtual environment cloned there), are parked in it
-    # while /tmp is replaced by an empty tmpfs, then moved back to their own paths.
-    keep = _needed_under_tmp()
-    mounts = ["mount --make-rprivate /", "mount -t tmpfs -o size=1m,mode=755 tmpfs /mnt",
-              "mkdir /mnt/work", f"mount --bind {_q(workdir)} /mnt/work"]
-    for i, path in enumerate(keep):
-        mounts += [f"mkdir /mnt/keep{i}", f"mount --bind {_q(path)} /mnt/keep{i}"]
-    mounts += ["mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp"]
-    for i, path in enumerate(keep):
-        mounts += [f"mkdir -p {_q(path)}", f"mount --move /mnt/keep{i} {_q(path)}"]
-    mounts += [f"mount -t tmpfs -o size=1m,mode=755 tmpfs {_q(d)}" for d in _hidden_dirs(hide)]
-    mounts += ["mkdir /tmp/work", "mount --move /mnt/work /tmp/work", "cd /tmp/work"]
-    script = " && ".join(mounts) + " && exec " + " ".join(_q(a) for a in [
-        "prlimit", *rlimits, "--", "setpriv", f"--reuid={uid}", f"--regid={uid}",
-        "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
-        python, "-I", str(WORKER)])
-    return ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
-            "--", "/bin/sh", "-c", script], True
+def _clean(text: str, limit: int = 300) -> str:
+    from coursekit.grader.protocol import _one_line
+
+    return _one_line(text, limit)
 
 
-def _q(text: str) -> str:
-    import shlex
+def _seconds(value) -> float:
+    """A record's ``seconds``, if it is a sane number (student data: anything else is 0)."""
+    if type(value) in (int, float) and 0 <= value < 1e6:
+        return float(value)
+    return 0.0
 
-    return shlex.quote(str(text))
 
+def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
+    """Turn the records into cells and answers; every record is hostile data."""
+    from coursekit.grader.protocol import HostileData, loads
 
-def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = None, *,
-                 slot: int = 0, hide=()) -> RunResult:
-    """Run ``cells`` then every case of ``tasks`` (``Task.spec()`` dicts) in the sandbox.
-
-    Args:
-        cells: the code cells' sources, in order.
-        tasks: what to call: ``[{"id", "function", "torch", "driver", "cases": [...]}]``.
-        limits: the limits (defaults: :class:`Limits`).
-        slot: which parallel slot this is (each slot has its own user when root).
-        hide: folders the worker must not see (when root).
-
-    Returns:
-        A :class:`RunResult`; its ``answers`` hold the raw records (``{"output": ...}`` still
-        encoded, or ``{"error": ...}``), to be decoded and judged by the caller.
-    """
-    limits = limits or Limits()
-    started = time.monotonic()
-    result = RunResult()
-    # under /tmp, which the worker's mount namespace replaces: no worker sees another's files
-    base = tempfile.mkdtemp(prefix="coursekit-grade-", dir="/tmp")
-    os.chmod(base, 0o711)
-    workdir = os.path.join(base, "work")
-    os.mkdir(workdir, 0o700)
-    job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
-           "drivers": str(DRIVERS),
-           "tasks": [dict(task, index=i) for i, task in enumerate(tasks)]}
-    with open(os.path.join(workdir, "job.json"), "w", encoding="utf-8") as f:
-        json.dump(job, f)
-    command, as_root = _command(workdir, limits, slot, hide)
-    if os.geteuid() == 0:  # the worker runs as the slot's user
-        uid = slot_uid(slot)
-        for path in (workdir, os.path.join(workdir, "job.json")):
-            os.chown(path, uid, uid)
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp/work" if as_root else workdir,
-           "TMPDIR": "/tmp/work" if as_root else workdir, "LANG": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "COURSEKIT_OFFLINE": "1", "COURSEKIT_GRADING": "1", "MPLBACKEND": "Agg",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-    output = open(os.path.join(base, "output.txt"), "wb")
-    try:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    calls = {(i, k) for i, task in enumerate(tasks) for k in range(len(task["cases"]))}
+    refused, calls_sent = 0, False
+    for line in lines:
         try:
-            process.wait(timeout=limits.timeout + GRACE)
-        except subprocess.TimeoutExpired:
-            result.timed_out = True
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait()
-        if not as_root:  # anything left in the session (no PID namespace to take it away)
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        _collect(workdir, tasks, result)
-        if not result.cells and not os.path.exists(os.path.join(workdir, "log.jsonl")):
-            output.flush()
-            tail = (_read_limited(os.path.join(base, "output.txt"), 2**20) or b"")[-500:]
-            result.problems.append("the sandbox did not start: "
-                                   + tail.decode("utf-8", "replace").strip())
-        if result.timed_out:
-            result.problems.append(f"the notebook ran past the {limits.timeout:g} s time limit "
-                                   "and was stopped")
-    finally:
-        output.close()
-        shutil.rmtree(base, ignore_errors=True)
-    result.wall_seconds = time.monotonic() - started
-    return result
-
-
-def _read_limited(path: str, limit: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
-        return os.read(fd, limit + 1)[:limit]
-    finally:
-        os.close(fd)
-
-
-def _collect(workdir: str, tasks: list[dict], result: RunResult) -> None:
-    from coursekit.grader.worker import MAX_ANSWER_BYTES
-
-    log = _read_limited(os.path.join(workdir, "log.jsonl"), MAX_LOG_BYTES) or b""
-    killed = {}
-    for line in log.decode("utf-8", "replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
+            record = loads(line, max_bytes=MAX_LINE)
+        except HostileData:
+            refused += 1
             continue
         if not isinstance(record, dict):
+            refused += 1
             continue
-        if "cell" in record:
-            result.cells.append(record)
-            if isinstance(record.get("seconds"), (int, float)):
-                result.student_seconds += float(record["seconds"])
-        elif "task" in record and "case" in record:
-            killed[(str(record["task"]), record["case"])] = str(record.get("message", ""))
-            if isinstance(record.get("seconds"), (int, float)):
-                result.student_seconds += float(record["seconds"])
+        if record.get("event") == "start":
+            result.started = True
+        elif record.get("event") == "finished":
+            pass
+        elif record.get("event") == "cells-done":
+            calls_sent = True
+        elif calls_sent and ("cell" in record or "event" in record):
+            # once the hidden inputs were in the sandbox, no more text of it reaches the report
+            refused += 1
         elif record.get("event") == "harness-error":
             result.problems.append("the grading process failed: "
-                                   + str(record.get("message", ""))[-300:])
-    for i, task in enumerate(tasks):
-        for k in range(len(task["cases"])):
-            raw = _read_limited(os.path.join(workdir, f"answer-{i}-{k}.json"), MAX_ANSWER_BYTES)
-            record = None
-            if raw is not None:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    record = None
-            if not isinstance(record, dict) or not ("output" in record or "error" in record):
-                message = killed.get((task["id"], k)) or (
-                    "no answer came back (the process was stopped or ended before this call)")
-                record = {"error": message}
-            elif isinstance(record.get("seconds"), (int, float)):
-                result.student_seconds += float(record["seconds"])
-            result.answers[(i, k)] = record
+                                   + _clean(record.get("message", "")))
+        elif "cell" in record and type(record["cell"]) is int and 0 <= record["cell"] < 10**6:
+            status = record.get("status")
+            result.cells.append({"cell": record["cell"],
+                                 "status": status if status in ("ok", "error", "killed",
+                                                                "skipped") else "error",
+                                 "message": _clean(record.get("message", ""))})
+            result.student_seconds += _seconds(record.get("seconds"))
+        elif "answer" in record:
+            where = record["answer"]
+            if not (isinstance(where, list) and len(where) == 2
+                    and all(type(x) is int for x in where)) or tuple(where) not in calls:
+                refused += 1
+                continue
+            answer = record.get("record")
+            if not isinstance(answer, dict):
+                refused += 1
+                continue
+            # the last record of a call wins: the call's own comes after anything planted
+            result.answers[tuple(where)] = answer
+            result.student_seconds += _seconds(record.get("seconds"))
+        else:
+            refused += 1
+    if refused:
+        result.problems.append(f"{refused} malformed record(s) from the sandbox were ignored")
+    for key in calls - set(result.answers):
+        result.answers[key] = {"code": "no_answer", "error": "no answer came back (the process "
+                               "was stopped or ended before this call)"}

@@ -19,7 +19,6 @@ notebook; the other cases stay in the solution notebook, which students do not h
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ class Task:
 
     id: str                        # unique in the course; check("id", f) and grades.csv use it
     function: str                  # the name the notebook must define
-    points: int                    # all of them for passing every case, none otherwise
+    points: int                    # points x passed cases / cases (rounded to 0.01)
     cases: list                    # Case objects; at least one public and one hidden
     title: str = ""                # one line for the feedback
     rtol: float = 1e-4             # relative tolerance of numeric answers
@@ -75,12 +74,9 @@ class Task:
 
     def spec(self) -> dict:
         """What the sandboxed process needs to make the calls (no expected answers)."""
-        from coursekit.grader.worker import encode
+        from coursekit.grader.protocol import task_spec
 
-        return {"id": self.id, "function": self.function, "torch": self.torch,
-                "driver": self.driver,
-                "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs))}
-                          for c in self.cases]}
+        return task_spec(self)
 
 
 @dataclass
@@ -138,115 +134,18 @@ def load_exercise(name: str, solutions: Path = SOLUTIONS) -> Exercise:
 
 # ------------------------------------------------------------------------------------- judging
 
-def _describe(value) -> str:
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {tuple(value.shape)} ({value.dtype})"
-    if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} of length {len(value)}"
-    return f"{type(value).__name__} {value!r}"[:80]
-
-
 def compare(expected, got, rtol: float = 1e-4, atol: float = 1e-5, *, reveal: bool = True,
             where: str = "the answer") -> str | None:
-    """``None`` when ``got`` matches ``expected`` (plain data), else a sentence saying how not.
-
-    Numbers and arrays must have the expected shape, hold no NaN or infinity where the
-    expected value is finite, and agree within ``|got - expected| <= atol + rtol * |expected|``.
-    Strings, booleans and dictionary keys must be equal. ``reveal`` adds the expected values
-    (for public cases only).
+    """``None`` when ``got`` matches ``expected``, else a sentence (see
+    :func:`coursekit.grader.protocol.compare`, which this calls).
 
     Example:
-        >>> import numpy as np
-        >>> compare(np.array([1.0, 2.0]), [1.0, 2.0]) is None
-        True
         >>> compare(1.0, float("nan"))
         'the answer is NaN or infinite where 1 was expected'
     """
-    import numpy as np
+    from coursekit.grader.protocol import compare as _compare
 
-    if isinstance(expected, dict):
-        if not isinstance(got, dict):
-            return f"{where} should be a dict with keys {sorted(expected)}, got {_describe(got)}"
-        if set(got) != set(expected):
-            return f"{where} has keys {sorted(got)}, expected {sorted(expected)}"
-        for key in expected:
-            message = compare(expected[key], got[key], rtol, atol, reveal=reveal,
-                              where=f"{where}[{key!r}]")
-            if message:
-                return message
-        return None
-    if isinstance(expected, str):
-        if got != expected or not isinstance(got, str):
-            return f"{where} is {_describe(got)}" + (f", expected {expected!r}" if reveal else "")
-        return None
-    if isinstance(expected, (list, tuple)) and not _numeric(expected):
-        if not isinstance(got, (list, tuple)) or len(got) != len(expected):
-            return f"{where} should be a sequence of length {len(expected)}, got {_describe(got)}"
-        for i, (e, g) in enumerate(zip(expected, got)):
-            message = compare(e, g, rtol, atol, reveal=reveal, where=f"{where}[{i}]")
-            if message:
-                return message
-        return None
-    # numbers and arrays
-    if not _numeric(got):
-        return f"{where} should be numeric, got {_describe(got)}"
-    e, g = np.asarray(expected), np.asarray(got)
-    if e.shape != g.shape:
-        if e.size == 1 and g.size == 1:
-            g = g.reshape(e.shape)
-        else:
-            return f"{where} has shape {tuple(g.shape)}, expected shape {tuple(e.shape)}"
-    if e.dtype == bool or g.dtype == bool:
-        if e.dtype != g.dtype or not np.array_equal(e, g):
-            return f"{where} is {_short(g)}" + (f", expected {_short(e)}" if reveal else
-                                                 " (booleans differ)")
-        return None
-    e, g = e.astype(np.float64), g.astype(np.float64)
-    bad = ~np.isfinite(g) & np.isfinite(e)
-    if bad.any():
-        return f"{where} is NaN or infinite where {_short(e[bad].ravel()[0])} was expected" \
-            if reveal else f"{where} holds NaN or infinite values where finite ones were expected"
-    if not np.array_equal(np.isnan(e), np.isnan(g)) or not np.array_equal(
-            np.isinf(e) & (e > 0), np.isinf(g) & (g > 0)):
-        return f"{where} is finite where the expected value is not"
-    finite = np.isfinite(e)
-    with np.errstate(invalid="ignore"):
-        error = np.where(finite, np.abs(g - e), 0.0)
-    wrong = finite & (error > atol + rtol * np.abs(e))
-    if wrong.any():
-        index = np.unravel_index(int(np.argmax(np.where(wrong, error, -1))), e.shape)
-        at = f" at index {tuple(int(i) for i in index)}" if e.ndim else ""
-        detail = (f": got {_short(g[index])}, expected {_short(e[index])}" if reveal else
-                  f" (largest error {float(error[index]):.3g})")
-        return f"{where} is wrong{at}{detail}; {int(wrong.sum())} of {e.size} values differ"
-    return None
-
-
-def _numeric(value) -> bool:
-    import numpy as np
-
-    if isinstance(value, bool) or isinstance(value, (int, float, np.number, np.bool_)):
-        return True
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind in "biuf"
-    if isinstance(value, (list, tuple)) and value:
-        try:
-            return np.asarray(value).dtype.kind in "biuf"
-        except (ValueError, TypeError):
-            return False
-    return False
-
-
-def _short(value) -> str:
-    import numpy as np
-
-    value = np.asarray(value)
-    if value.size == 1:
-        number = value.item()
-        return f"{number:.6g}" if isinstance(number, float) else repr(number)
-    return np.array2string(value, precision=4, threshold=8)
+    return _compare(expected, got, rtol, atol, reveal=reveal, where=where)
 
 
 # ----------------------------------------------------------------------- feedback in the notebook
@@ -267,6 +166,7 @@ def check(task_id: str, function) -> bool | None:
 
     This is feedback only: the grade comes from ``python -m coursekit grade``, which runs more
     (hidden) cases in a separate process. While a notebook is being graded, this does nothing.
+    A failing check shows the call, with its inputs, and what was wrong.
 
     Returns:
         ``True`` when every public check passed, ``False`` when one failed, ``None`` when the
@@ -274,50 +174,31 @@ def check(task_id: str, function) -> bool | None:
         notebook is being graded.
 
     Example:
-        >>> check("psnr", lambda x, y, data_range: 0.0)
-        psnr: PSNR: check 1 failed: the answer is wrong: got 0, expected 24.7712; 1 of 1 values differ
+        >>> check("psnr", lambda x, y, data_range: 0.0)  # doctest: +ELLIPSIS
+        psnr: PSNR: check 1 failed: psnr(...): the answer is wrong: got 0, expected 24.7712; ...
         False
     """
     if os.environ.get("COURSEKIT_GRADING") == "1":
         print(f"{task_id}: (checks run by the grader)")
         return None
-    from coursekit.grader.worker import decode
+    from coursekit.grader import protocol
 
     task = _public_task(task_id)
-    driver = None
-    if task.get("driver"):
-        from coursekit.grader import drivers as driver_module
-
-        driver = getattr(driver_module, task["driver"])
     header = f"{task_id}: {task['title']}" if task.get("title") else task_id
     failures = 0
     for k, public in enumerate(task["cases"]):
-        args, kwargs = decode(public["args"]), decode(public["kwargs"])
-        if task.get("torch"):
-            from coursekit.grader.worker import _to_torch
-
-            args, kwargs = _to_torch(args), _to_torch(kwargs)
-        try:
-            answer = driver(function, *args, **kwargs) if driver else function(*args, **kwargs)
-        except NotImplementedError:
+        record = protocol.call_case(function, task, public)
+        if record.get("code") == "not_attempted":
             print(f"{header}: not attempted yet (the function raises NotImplementedError)")
             return None
-        except Exception as error:  # noqa: BLE001 - the student's error, reported in words
-            print(f"{header}: check {k + 1} failed: calling {task['function']} raised "
-                  f"{type(error).__name__}: {error}")
-            failures += 1
-            continue
-        try:
-            from coursekit.grader.worker import encode
-
-            got = decode(json.loads(json.dumps(encode(answer))))
-        except TypeError as error:
-            print(f"{header}: check {k + 1} failed: {error}")
-            failures += 1
-            continue
-        message = compare(decode(public["expected"]), got, task["rtol"], task["atol"])
-        if message:
-            print(f"{header}: check {k + 1} failed: {message}")
+        if "output" in record:  # what the grader would receive: through the wire format
+            record = {"output": json.loads(json.dumps(record["output"]))}
+        outcome = protocol.judge(protocol.decode(public["expected"]), record,
+                                 rtol=task["rtol"], atol=task["atol"], public=True)
+        if not outcome.passed:
+            call = protocol.describe_call(task["function"], protocol.decode(public["args"]),
+                                          protocol.decode(public["kwargs"]))
+            print(f"{header}: check {k + 1} failed: {call}: {outcome.message}")
             failures += 1
     if failures == 0:
         print(f"{header}: all {len(task['cases'])} public checks passed "

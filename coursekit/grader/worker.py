@@ -1,9 +1,11 @@
-"""The process that runs one notebook's code in the sandbox, and the plain-data format it speaks.
+"""The process that runs one notebook's code inside the sandbox (exercises part).
 
-This file is run as a script (``python -I worker.py``) by :mod:`coursekit.grader.sandbox`, inside
-a fresh directory that holds ``job.json`` (the notebook's code cells and the graded calls to
-make). It imports nothing from ``coursekit`` (importing the package would import torch for
-notebooks that do not need it); the grader imports its :func:`encode` and :func:`decode`.
+:mod:`coursekit.grader.sandbox` starts this file as a script (``python -I worker.py``) inside
+bubblewrap, in a private tmpfs working directory. The job (the notebook's code cells, the graded
+calls, the limits) arrives as JSON on standard input; records go back as JSON lines on standard
+output, the only channel out (the notebook's own prints go to ``output.txt`` in the tmpfs). The
+wire format, calling one case and the records' reason codes come from
+:mod:`coursekit.grader.protocol`.
 
 How it survives what a submission does:
 
@@ -12,19 +14,18 @@ How it survives what a submission does:
   segfault are not catchable), its parent, which still holds the state before that cell, notes
   it and goes on with the next cell. A cell that runs past its share of the time is killed the
   same way;
-* each graded call runs in its own forked child with its own time limit and writes its answer to
-  its own file, so a function that loops, exits or crashes loses only its own case;
-* answers are written as plain data (JSON, arrays as base64 with a whitelisted dtype); the
-  grader decodes them without ever unpickling or running anything the student made, and makes
-  every judgement in its own process.
+* each graded call runs in its own forked child with its own time limit, so a function that
+  loops, exits or crashes loses only its own case;
+* the children volunteer to the out-of-memory killer first (``oom_score_adj``), so a memory bomb
+  loses its own cell or call, not the run.
 
 Nothing here is trusted by the grader: the student's code shares this process and can change any
-of it, which can only cost the student answers, never forge a correct one.
+of it, or write anything to the channel, which can only cost the student answers: the grader
+parses every record as hostile and judges it against answers the sandbox never sees.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import select
@@ -32,96 +33,6 @@ import signal
 import sys
 import time
 import traceback
-
-_ARRAY = "__ndarray__"
-_TUPLE = "__tuple__"
-# dtypes an answer may carry: numbers and booleans, never objects
-_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-           "float16", "float32", "float64"}
-MAX_DEPTH = 20
-MAX_ANSWER_BYTES = 32 * 2**20  # an answer file larger than this is refused unread
-
-
-class EncodeError(TypeError):
-    """A value that is not plain data (numbers, strings, lists, dicts, numeric arrays)."""
-
-
-# ------------------------------------------------------------------------------- the data format
-
-def encode(value, _depth: int = 0):
-    """Turn plain data into JSON-ready values; numpy arrays and torch tensors become tagged dicts.
-
-    Only exact built-in types are accepted (a subclass of ``float`` with a forged ``__eq__`` is
-    refused), so what crosses the process boundary is data, never behaviour.
-
-    Example:
-        >>> import numpy as np
-        >>> decode(json.loads(json.dumps(encode({"a": (1, 2.5), "x": np.arange(3)}))))["a"]
-        (1, 2.5)
-    """
-    if _depth > MAX_DEPTH:
-        raise EncodeError("the value is nested too deeply")
-    kind = type(value)
-    if value is None or kind in (bool, int, str):
-        return value
-    if kind is float:  # JSON has no NaN or infinity: spell them out
-        finite = value == value and abs(value) != float("inf")
-        return value if finite else {"__float__": repr(value)}
-    if kind in (list, tuple):
-        items = [encode(v, _depth + 1) for v in value]
-        return {_TUPLE: items} if kind is tuple else items
-    if kind is dict:
-        if not all(type(k) is str for k in value):
-            raise EncodeError("dictionary keys must be strings")
-        return {k: encode(v, _depth + 1) for k, v in value.items()}
-    module = getattr(kind, "__module__", "") or ""
-    if module.startswith("torch") and kind.__name__ in ("Tensor", "Parameter"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        value = value.numpy()
-        kind = type(value)
-        module = "numpy"
-    if module == "numpy":
-        import numpy as np
-
-        if kind is np.ndarray or isinstance(value, np.generic):
-            array = np.ascontiguousarray(np.asarray(value))
-            if array.dtype.name not in _DTYPES:
-                raise EncodeError(f"arrays of dtype {array.dtype} cannot be graded")
-            return {_ARRAY: base64.b64encode(array.tobytes()).decode("ascii"),
-                    "dtype": array.dtype.name, "shape": list(array.shape)}
-    raise EncodeError(f"a value of type {kind.__module__}.{kind.__qualname__} is not plain data "
-                      "(return numbers, lists, dicts, numpy arrays or torch tensors)")
-
-
-def decode(value, _depth: int = 0):
-    """The inverse of :func:`encode`: rebuild numbers, tuples and numpy arrays from JSON values."""
-    if _depth > MAX_DEPTH:
-        raise ValueError("the value is nested too deeply")
-    if isinstance(value, list):
-        return [decode(v, _depth + 1) for v in value]
-    if isinstance(value, dict):
-        if _ARRAY in value:
-            import numpy as np
-
-            dtype = value.get("dtype")
-            shape = value.get("shape")
-            if dtype not in _DTYPES or not isinstance(shape, list) or not all(
-                    type(n) is int and n >= 0 for n in shape):
-                raise ValueError(f"malformed array: dtype {dtype!r}, shape {shape!r}")
-            raw = base64.b64decode(value[_ARRAY], validate=True)
-            array = np.frombuffer(raw, dtype=np.dtype(dtype))
-            if array.size != int(np.prod(shape)):
-                raise ValueError(f"array of {array.size} values cannot have shape {shape}")
-            return array.reshape(shape).copy()
-        if _TUPLE in value:
-            return tuple(decode(v, _depth + 1) for v in value[_TUPLE])
-        if "__float__" in value:
-            return float(value["__float__"])
-        return {str(k): decode(v, _depth + 1) for k, v in value.items()}
-    return value
-
 
 # --------------------------------------------------------------------------- running the notebook
 
@@ -149,16 +60,16 @@ class _Runner:
         self._pidfd_open, self._select = os.pidfd_open, select.select
         self._dumps, self._open, self._monotonic = json.dumps, open, time.monotonic
         self._exists, self._getpid, self._unlink = os.path.exists, os.getpid, os.unlink
-        self.log_path = os.path.join(workdir, "log.jsonl")
+        self._write, self._channel = os.write, int(job["channel"])
+        self._tasks_fd = int(job["tasks_fd"])
 
     # ---- records -------------------------------------------------------------------------
     def log(self, **record) -> None:
+        """One JSON line to the grader (a single write: records do not interleave)."""
         line = (self._dumps(record) + "\n").encode()
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line[:65536])
-        finally:
-            os.close(fd)
+        view = memoryview(line)
+        while view:
+            view = view[self._write(self._channel, view):]
 
     def _wait(self, pid: int, deadline: float, done_marker: str | None = None) -> str:
         """Wait for ``pid``; kill its process group at ``deadline`` unless ``done_marker`` exists.
@@ -196,6 +107,11 @@ class _Runner:
         if pid == 0:
             try:
                 self._setpgid(0, 0)
+            except OSError:
+                pass
+            try:  # the out-of-memory killer takes a cell or a call, not the runner
+                with self._open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("1000")
             except OSError:
                 pass
         return pid
@@ -264,85 +180,83 @@ class _Runner:
             pass
 
     # ---- the graded calls ----------------------------------------------------------------
+    def _read_tasks(self) -> list:
+        """The graded calls arrive only now, after the cells: no code of the notebook had the
+        (hidden) inputs while its messages could still reach the report."""
+        self.log(event="cells-done")
+        os.set_blocking(self._tasks_fd, True)
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = os.read(self._tasks_fd, 1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        return json.loads(data)
+
     def _tasks(self) -> None:
+        self.job["tasks"] = self._read_tasks()
         calls = [(t, k) for t in self.job["tasks"] for k in range(len(t["cases"]))]
+        if any(t.get("torch") or t.get("driver") or t.get("differentiable")
+               for t in self.job["tasks"]):
+            try:  # once, here, rather than in every call's child (each would pay for it):
+                import torch  # torch and what it imports lazily on a first optimiser step
+
+                from coursekit.grader import drivers  # noqa: F401
+                weight = torch.nn.Parameter(torch.zeros(1))
+                optimiser = torch.optim.SGD([weight], lr=0.1)
+                (weight * 2).sum().backward()
+                optimiser.step()
+            except Exception:  # noqa: BLE001 - the calls will say what is wrong
+                pass
         for position, (task, k) in enumerate(calls):
             now = self._monotonic()
             share = max(0.2, (self.deadline - now) / (len(calls) - position))
-            name = f"answer-{task['index']}-{k}.json"
+            marker = os.path.join(self.workdir, f"answer-{task['index']}-{k}.done")
             try:  # a file the notebook planted there earlier is not an answer
-                self._unlink(os.path.join(self.workdir, name))
+                self._unlink(marker)
             except OSError:
                 pass
             pid = self._child()
             if pid == 0:
                 try:
-                    self._call(task, k, os.path.join(self.workdir, name))
+                    self._call(task, k, marker)
                 finally:
                     self._exit(0)
             outcome = self._wait(pid, now + share)
-            if not self._exists(os.path.join(self.workdir, name)):
-                self.log(task=task["id"], case=k, status="killed",
-                         seconds=round(self._monotonic() - now, 4), message=(
-                    "ran past its time limit and was stopped" if outcome == "timeout" else
-                    f"ended its own process ({outcome}) before returning"))
+            if not self._exists(marker):
+                timeout = outcome == "timeout"
+                self.log(answer=[task["index"], k], seconds=round(self._monotonic() - now, 4),
+                         record={"code": "timeout" if timeout else "killed", "error": (
+                             "ran past its time limit and was stopped" if timeout else
+                             f"ended its own process ({outcome}) before returning")})
+        self.log(event="finished")
         with self._open(os.path.join(self.workdir, "finished"), "w"):
             pass
 
-    def _call(self, task: dict, k: int, path: str) -> None:
+    def _call(self, task: dict, k: int, marker: str) -> None:
         started, me = self._monotonic(), self._getpid()
-        case = task["cases"][k]
-        try:
-            function = self.namespace.get(task["function"])
-            if function is None:
-                raise NameError(f"the notebook defines no function named {task['function']!r}")
-            args, kwargs = decode(case["args"]), decode(case["kwargs"])
-            if task.get("torch"):
-                args, kwargs = _to_torch(args), _to_torch(kwargs)
-            if task.get("driver"):
-                driver = _load_drivers(self.job["drivers"])
-                answer = getattr(driver, task["driver"])(function, *args, **kwargs)
-            else:
-                answer = function(*args, **kwargs)
-            record = {"output": encode(answer)}
-        except NotImplementedError:
-            record = {"error": "not attempted (the function still raises NotImplementedError)",
-                      "not_attempted": True}
-        except SystemExit:
-            record = {"error": "called sys.exit() instead of returning"}
-        except BaseException as error:
-            text = "".join(traceback.format_exception_only(type(error), error)).strip()
-            record = {"error": text[-500:]}
+        function = self.namespace.get(task["function"])
+        if function is None:
+            record = {"code": "raised", "error": "NameError: the notebook defines no function "
+                      f"named {task['function']!r}"}
+        else:
+            record = call_case(function, task, task["cases"][k])
         if self._getpid() != me:  # a process the student's function forked
             self._exit(0)
-        record["seconds"] = round(self._monotonic() - started, 4)
-        with self._open(path + ".part", "w") as f:
-            f.write(self._dumps(record))
-        os.replace(path + ".part", path)
+        self.log(answer=[task["index"], k], seconds=round(self._monotonic() - started, 4),
+                 record=record)
+        with self._open(marker, "w"):
+            pass
 
 
-def _to_torch(value):
-    import numpy as np
-    import torch
+def __getattr__(name: str):
+    """``encode``, ``decode`` and ``EncodeError`` moved to :mod:`coursekit.grader.protocol`;
+    importing them from here still works."""
+    if name in ("encode", "decode", "EncodeError"):
+        from coursekit.grader import protocol
 
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if isinstance(value, list):
-        return [_to_torch(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_torch(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_torch(v) for k, v in value.items()}
-    return value
-
-
-def _load_drivers(path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_coursekit_drivers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        return getattr(protocol, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _reap_until(pid: int) -> None:
@@ -362,13 +276,36 @@ def _reap_until(pid: int) -> None:
             return
 
 
+def _limit(job: dict) -> None:
+    """Set the job's rlimits on this process (children inherit them)."""
+    import resource
+
+    for name, value in job.get("rlimits", {}).items():
+        kind = getattr(resource, name)
+        _, hard = resource.getrlimit(kind)
+        value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
+        resource.setrlimit(kind, (value, value))
+
+
 def main() -> int:
+    job = json.loads(sys.stdin.buffer.readline())  # the cells; the calls come after them
     workdir = os.getcwd()
-    with open(os.path.join(workdir, "job.json"), encoding="utf-8") as f:
-        job = json.load(f)
+    # the channel to the grader is our standard output; the notebook's prints go to a file in
+    # the tmpfs (its size limit turns a flood of output into "File too large")
+    channel = os.dup(1)
+    output = os.open(os.path.join(workdir, "output.txt"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    job["tasks_fd"] = os.dup(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    job["channel"] = channel
     os.environ["COURSEKIT_GRADING"] = "1"
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a flood of output fails a write, not us
     sys.setrecursionlimit(10_000)
+    _limit(job)
     try:  # orphans of the notebook's processes come to us, not to the system's init
         import ctypes
 
@@ -377,12 +314,12 @@ def main() -> int:
         pass
     runner_pid = os.fork()
     if runner_pid:
+        os.close(channel)
         _reap_until(runner_pid)
-        # the runner has ended; give stragglers no time (the PID namespace, where there is
-        # one, ends with this process and takes them along)
+        # the runner has ended; stragglers die with the PID namespace (or the grader's kill)
         return 0
     runner = _Runner(job, workdir)
-    runner.log(event="start", pid=os.getpid())
+    runner.log(event="start")
     try:
         runner.run()
     except BaseException:  # noqa: BLE001 - report the harness's own failure and go
@@ -391,4 +328,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    sys.path[:0] = [p for p in os.environ.get("COURSEKIT_PATH", "").split(os.pathsep) if p]
+    from coursekit.grader.protocol import call_case  # noqa: E402 - the path is set just above
+
     os._exit(main())

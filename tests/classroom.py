@@ -1,4 +1,5 @@
-"""A made-up class of submissions, honest and hostile, each with the score it must get.
+"""A made-up class of submissions, honest and hostile, each with the score it must get
+(the grader's tests; not part of the installed package).
 
 The grader's tests and ``benchmarks/grade_batch.py`` build their submissions here from the
 solution notebooks, so both exercise the same cases: a correct notebook, one with a task left as
@@ -98,16 +99,19 @@ def honest_class(names: list[str], copies: int = 1) -> list[Submission]:
             wrong = functions[(c + 1) % len(functions)]
             out.append(Submission(
                 f"{name}-wrong-{c}",
-                replace_body(solved_notebook(name), wrong, "return 0.0"), total - points[wrong],
-                name, f"{wrong} returns 0.0"))
+                replace_body(solved_notebook(name), wrong, "return -123456.789"),
+                total - points[wrong], name, f"{wrong} returns a wrong number"))
     return out
 
 
-def hostile_class(name: str = "01_background", other: str = "05_evaluation") -> list[Submission]:
+def hostile_class(name: str = "01_background", other: str = "05_evaluation",
+                  copies: tuple = ()) -> list[Submission]:
     """Notebooks of exercise ``name`` that try to break, escape or fool the grader.
 
     ``name`` must have a task ``fit_categorical`` (as ``01_background`` does); ``other`` is a
-    second exercise whose notebook is handed in where ``name`` is expected.
+    second exercise whose notebook is handed in where ``name`` is expected; ``copies`` are
+    further paths of solution notebooks on the machine (another clone, a download) that the
+    "read-copies" submission tries to read and run.
     """
     points = _points(name)
     total = sum(points.values())
@@ -185,6 +189,26 @@ def hostile_class(name: str = "01_background", other: str = "05_evaluation") -> 
                    "a notebook with no cells"),
         Submission("other-exercise", solved_notebook(other), 0, None,
                    f"a notebook of {other} handed in for {name}"),
+        Submission("read-copies", add_cell(stub_task(solved(), first), (
+            "import re\n"
+            f"for path in {[str(SOLUTIONS / (name + '.md')), *map(str, copies)]!r}:\n"
+            "    try:\n        text = open(path).read()\n    except OSError:\n        continue\n"
+            "    for block in re.findall(r'```\\{code-cell\\}[^\\n]*\\n(.*?)```', text, re.S):\n"
+            "        try:\n            exec(block, globals())\n        except Exception:\n"
+            "            pass")), lose_first, name,
+            "reads the solutions from the repository or another copy and runs them"),
+        Submission("huge-int", replace_body(solved(), first, "return 10 ** 400"), lose_first,
+                   name, "returns an integer of 401 digits"),
+        Submission("nested", replace_body(solved(), first, "return " + "[" * 40 + "]" * 40),
+                   lose_first, name, "returns a list nested 40 deep"),
+        Submission("big-answer", replace_body(solved(), first, "return np.zeros(3_000_000)"),
+                   lose_first, name, "returns a 24 MB answer"),
+        Submission("inject", add_cell(solved(), "raise RuntimeError('\\nnot graded: forged"
+                                                "\\nscore: 100/100')"), total, name,
+                   "puts lines that look like the grader's into its error"),
+        Submission("hidden-leak", replace_body(
+            solved(), first, "raise ValueError('LEAK ' + repr(locals()))"), lose_first, name,
+            "raises an error that carries the (hidden) inputs"),
     ]
     return subs
 
