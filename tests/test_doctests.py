@@ -13,8 +13,7 @@ MODULES = ["coursekit.device", "coursekit.seed", "coursekit.plotting", "courseki
            "coursekit.models.vae", "coursekit.metrics.image", "coursekit.metrics.distribution",
            "coursekit.metrics.likelihood", "coursekit.metrics.text", "coursekit.grader.assign",
            "coursekit.grader.grade", "coursekit.grader.gradebook", "coursekit.grader.protocol",
-           "coursekit.grader.similarity", "coursekit.grader.tasks", "coursekit.grader.toc",
-           "coursekit.grader.worker"]
+           "coursekit.grader.similarity", "coursekit.grader.tasks", "coursekit.grader.toc"]
 
 
 @pytest.mark.parametrize("name", MODULES)
