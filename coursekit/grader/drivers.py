@@ -114,7 +114,10 @@ def mixture_fit(fit, train, test, num_components: int, iterations: int, seed: in
     and normalised over ``K``, ``log_weights`` ``(M,)`` and normalised.
     """
     import numpy as np
-    from scipy.special import logsumexp
+
+    def logsumexp(a, axis=None):
+        top = np.max(a, axis=axis, keepdims=True)
+        return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
 
     train, test = np.asarray(train), np.asarray(test)
     log_weights, log_probs = fit(train, int(num_components), int(iterations), int(seed))
@@ -166,7 +169,7 @@ def wgan_gp(loss_fn, w1, b1, w2, b2, real, fake, eps, lam: float = 10.0) -> dict
     if loss.dim() != 0:
         raise ValueError(f"the critic's loss must be a scalar, got shape {tuple(loss.shape)}")
     loss.backward()
-    return {"loss": float(loss), "grads": [p.grad.detach().clone().numpy()
+    return {"loss": float(loss.detach()), "grads": [p.grad.detach().clone().numpy()
                                            if p.grad is not None else 0 * p.detach().numpy()
                                            for p in critic.parameters()]}
 
@@ -180,14 +183,16 @@ def discriminator_fit(train, mean_data: float, std_data: float, mean_g: float, s
     """
     import numpy as np
     import torch
-    from scipy import stats
+
+    def pdf(x, mean, std):
+        return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
 
     generator = torch.Generator().manual_seed(int(seed) + 1000)
     real = mean_data + std_data * torch.randn(int(n), 1, generator=generator)
     fake = mean_g + std_g * torch.randn(int(n), 1, generator=generator)
     D = train(real, fake, int(seed))
     xs = np.linspace(-4.0, 4.0, 401)
-    p_data, p_g = stats.norm.pdf(xs, mean_data, std_data), stats.norm.pdf(xs, mean_g, std_g)
+    p_data, p_g = pdf(xs, mean_data, std_data), pdf(xs, mean_g, std_g)
     d_star = p_data / (p_data + p_g)
     with torch.no_grad():
         logits = D(torch.tensor(xs, dtype=torch.float32).unsqueeze(1))
