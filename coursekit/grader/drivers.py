@@ -199,3 +199,32 @@ def discriminator_fit(train, mean_data: float, std_data: float, mean_g: float, s
     learned = torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32).reshape(-1)).numpy()
     where = p_data + p_g > 0.05  # where there are samples to learn from
     return _below("mean |D - D*|", float(np.abs(learned - d_star)[where].mean()), float(limit))
+
+
+def vae_fit(train, train_levels, eval_levels, seed: int, limit: float, samples: int = 10) -> dict:
+    """Call ``train(train_levels, seed) -> (encoder, decoder)`` and judge the VAE by its
+    negative ELBO on ``eval_levels`` (Exercise 3).
+
+    ``encoder`` maps ``(B, 64)`` grey values ``levels / 16`` to ``(B, 2 J)`` (``mu`` then
+    ``logvar``); ``decoder`` maps ``(B, J)`` to ``(B, 64, 17)`` logits of a categorical
+    distribution over the 17 levels of each pixel. The reconstruction term is averaged over
+    ``samples`` draws of ``z`` (a fixed generator), the KL is exact.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    train_levels = torch.as_tensor(train_levels, dtype=torch.int64)
+    levels = torch.as_tensor(eval_levels, dtype=torch.int64)  # (N, 64)
+    encoder, decoder = train(train_levels, int(seed))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        mu, logvar = encoder(levels.float() / 16.0).chunk(2, dim=1)  # (N, J) each
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)  # (N,)
+        reconstruction = torch.zeros(len(levels))
+        for _ in range(samples):
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
+            logits = decoder(z).reshape(len(levels), levels.shape[1], -1)  # (N, 64, 17)
+            reconstruction += F.cross_entropy(logits.permute(0, 2, 1), levels,
+                                              reduction="none").sum(1) / samples
+    return _below("negative ELBO (nats per image)", float((reconstruction + kl).mean()),
+                  float(limit))
