@@ -86,7 +86,9 @@ def encode(value, _depth: int = 0):
         import numpy as np
 
         if kind is np.ndarray or isinstance(value, np.generic):
-            array = np.ascontiguousarray(np.asarray(value))
+            # ascontiguousarray makes a 0-d array 1-d: keep the shape, so that a tuple of
+            # numpy scalars compares as a tuple of numbers
+            array = np.ascontiguousarray(np.asarray(value)).reshape(np.shape(value))
             if array.dtype.name not in _DTYPES:
                 raise EncodeError(f"arrays of dtype {array.dtype} cannot be graded")
             return {_ARRAY: base64.b64encode(array.tobytes()).decode("ascii"),
