@@ -276,6 +276,7 @@ def check(task_id: str, function) -> bool | None:
     Example:
         >>> check("psnr", lambda x, y, data_range: 0.0)
         psnr: PSNR: check 1 failed: the answer is wrong: got 0, expected 24.7712; 1 of 1 values differ
+        psnr: PSNR: check 2 failed: the answer is finite where the expected value is not
         False
     """
     if os.environ.get("COURSEKIT_GRADING") == "1":
