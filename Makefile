@@ -2,6 +2,7 @@
 #   make book   set up a virtual environment, install everything, build the HTML book
 #   make test   set up, then run every test: notebook pairing, book build with warnings as
 #               errors, unit tests, the browser check of the built book, and every notebook (nbval)
+#   make lab    set up, then open the exercises in JupyterLab (LAB_ARGS="--no-browser --port 8890")
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -16,7 +17,7 @@ export COURSEKIT_OFFLINE = 1
 export OMP_NUM_THREADS = 1
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup book book-students test unit sync clean
+.PHONY: setup book book-students test unit sync lab clean
 
 setup: $(STAMP)
 
@@ -48,6 +49,11 @@ test: setup
 
 unit: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadscope tests coursekit
+
+# The exercises in JupyterLab, with this checkout's coursekit in the kernel (check() works).
+lab: setup
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/exercises \
+		$(LAB_ARGS)
 
 clean:
 	rm -rf _build
