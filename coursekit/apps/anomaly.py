@@ -147,15 +147,12 @@ def vae_score(vae, images: torch.Tensor, k: int = 32, batch_size: int = 500,
 
     Seeded (``seed``), so the same model and images give the same scores.
     """
+    from coursekit.metrics import iwae_nll
+    from coursekit.utils import eval_mode
+
     device = next(vae.parameters()).device
-    was_training = vae.training
-    vae.eval()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        out = [vae.iwae_nll({"x": images[i:i + batch_size].to(device)}, k=k).cpu()
-               for i in range(0, len(images), batch_size)]
-    finally:
-        torch.random.set_rng_state(state)
-        vae.train(was_training)
+    with eval_mode(vae), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = [iwae_nll(vae.iwae_log_weights({"x": images[i:i + batch_size].to(device)}, k=k))
+               .cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).double().numpy()
