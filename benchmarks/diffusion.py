@@ -94,7 +94,7 @@ def main(argv=None) -> None:
                                                betas=preset.betas))
         seconds[name] = time.process_time() - start
         seed_everything(1)
-        x = (result.model.sample(N) if name == "vae" else result.model.sample(N)).clamp(0, 1)
+        x = result.model.sample(N).clamp(0, 1)
         rows[f"course {name.upper()}"] = scores(net, x, test_feats)
 
     print(f"{'model':26s} {'FID':>7s} {'KID':>7s} {'prec':>5s} {'rec':>5s}   (N = {N} vs the "
