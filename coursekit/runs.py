@@ -29,6 +29,8 @@ MODELS = {
     "dcgan": ("GAN", "DCGAN-style GAN (Radford et al. 2016)"),
     "wgan-gp": ("GAN", "DCGAN-style critic with the WGAN-GP loss (Gulrajani et al. 2017)"),
     "cgan": ("GAN", "class-conditional MLP GAN with a projection critic"),
+    "ddpm": ("Diffusion", "diffusion model, v-prediction, DDIM sampling (Ho et al. 2020)"),
+    "flow": ("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. 2023)"),
 }
 DATASETS = ("digits", "mnist", "faces")
 CHECKPOINT = "checkpoint.pt"
@@ -57,6 +59,12 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
 
     family = MODELS[name][0]
     shape = tuple(dataset.images.shape[1:])
+    if family == "Diffusion":
+        from coursekit.models import Diffusion, DiffusionConfig
+
+        config = DiffusionConfig(data_shape=shape, objective="flow" if name == "flow" else "v",
+                                 num_levels=dataset.num_levels)
+        return Diffusion(config), {"lr": 1e-3, "betas": (0.9, 0.999)}
     conditional = name in ("cvae", "cgan")
     if conditional and dataset.labels is None:
         raise _UsageError(f"{name} needs labelled data; {dataset.name} has no labels "
@@ -214,11 +222,13 @@ def _train(args) -> int:
 
 
 def _draw(model, ema, n: int, mean: bool):
-    from coursekit.models import GAN
+    from coursekit.models import GAN, Diffusion
 
     if isinstance(model, GAN):
         return model.sample(n, generator=ema)
     model = ema if ema is not None else model
+    if isinstance(model, Diffusion):
+        return model.sample(n)
     if mean and not model.config.autoregressive:
         return model.sample(n, mean=True)
     return model.sample(n)

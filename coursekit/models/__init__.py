@@ -1,4 +1,5 @@
-"""Reference generative models the chapters train: GANs and VAEs (Chapters 2-4).
+"""Reference generative models the chapters train: GANs and VAEs (Chapters 2-4), diffusion and
+flow matching (Chapter 9).
 
 Each model is a readable ``nn.Module`` built from a dataclass config, works for any of the course's
 image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for flat vectors (the 2-D toy
@@ -6,14 +7,15 @@ data of Chapter 4), and speaks the small protocol of the training engine (``cour
 ``phases(step)``, ``parameter_groups()``, ``loss(phase, batch, step)`` and ``evaluate(batch)``.
 """
 
+from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.vae import VAE, VAEConfig
 from coursekit.models.gpt import GPT, GPTConfig
 
 # The model families a checkpoint can name, with their config classes, so that a saved run can be
 # rebuilt from its config.
-MODEL_CLASSES = {"GAN": (GAN, GANConfig), "VAE": (VAE, VAEConfig)}
-MODEL_CLASSES["GPT"] = (GPT, GPTConfig)  # the character transformer of Chapter 7
+MODEL_CLASSES = {"GAN": (GAN, GANConfig), "VAE": (VAE, VAEConfig),
+                 "Diffusion": (Diffusion, DiffusionConfig), "GPT": (GPT, GPTConfig)}
 
-__all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "MODEL_CLASSES"]
-__all__ += ["GPT", "GPTConfig"]
+__all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "MODEL_CLASSES",
+           "Diffusion", "DiffusionConfig", "GPT", "GPTConfig"]
