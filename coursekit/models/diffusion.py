@@ -60,6 +60,7 @@ class DiffusionConfig:
     num_levels: int | None = 17    # grey levels of the data (digits 17), for nll_bound and snap
     snap: bool = True              # nll_bound: combine the net's x0 with the levels (see predict)
     x0_error: float = 0.1          # the std of the net's x0 error that ``snap`` assumes
+    clip_x0: bool = True           # clamp the predicted x0 to [-1, 1] (sampling and bound)
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
@@ -312,7 +313,8 @@ class Diffusion(nn.Module):
             x0 = alpha * x_t - sigma * out
         else:  # flow: u = eps - x0 and x_t = (1 - t) x0 + t eps
             x0 = x_t - sigma * out
-        x0 = x0.clamp(-1, 1)
+        if self.config.clip_x0:
+            x0 = x0.clamp(-1, 1)
         snap = self.config.snap if snap is None else snap
         if snap and self.config.num_levels:
             c = self.level_values.view(-1, *([1] * x_t.ndim))             # (L, 1, ..., 1)
