@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from coursekit import seed_everything
 from coursekit.models.gpt import GPT, make_windows
 from coursekit.text.helpdesk import HelpDesk, load_questions
 from coursekit.text.lm import best_weight, bits_per_char, interpolate
@@ -50,6 +51,7 @@ def train_gpt(recipe, tok, splits, budget: float | None, quick: bool):
     ids = tok.encode(splits["train"][:20_000] if quick else splits["train"])
     windows = make_windows(ids, config.block_size, config.block_size)
     dev_windows = make_windows(tok.encode(splits["dev"]), config.block_size, config.block_size)
+    seed_everything(train_config.seed)  # the initial weights: the same as the chapter's
     model = GPT(config)
     stopper = EarlyStopping("val_bpc", patience=2)
     callbacks = [stopper] + ([CpuBudget(budget)] if budget else [])
