@@ -231,3 +231,16 @@ def test_a_conditional_model_samples_unconditionally_with_the_null_label():
     assert a.shape == b.shape and not torch.equal(a, b)
     null = _model(num_classes=10)
     assert torch.equal(a, null.sample(4, steps=5, x_T=x_T, unconditional=True, guidance=3.0))
+
+
+def test_nn_distance_ratio_flags_copies_and_refuses_bad_input(val):
+    from coursekit import copies
+
+    assert doctest.testmod(copies).failed == 0
+    train = val.images[:200]
+    ratio = copies.nn_distance_ratio(torch.cat([train[:5], val.images[200:205]]), train)
+    assert bool((ratio[:5] == 0).all()) and bool((ratio[5:] > 1 / 3).all())
+    with pytest.raises(ValueError, match="at least two training examples"):
+        copies.nn_distance_ratio(train[:1], train[:1])
+    with pytest.raises(ValueError, match="different sizes per example"):
+        copies.nn_distance_ratio(torch.rand(2, 10), train)
