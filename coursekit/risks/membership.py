@@ -1,0 +1,67 @@
+"""Membership inference by a loss threshold (Yeom et al. 2018), and near-copy rates (Chapter 10).
+
+An attacker who can compute the model's loss on an example guesses "it was in the training set"
+when the loss is below a threshold. Sweeping the threshold gives an ROC curve; its area (AUROC) is
+0.5 when the model treats its training examples like any others, and approaches 1 when it has
+memorised them. The attack needs nothing but the losses, so it is the baseline every stronger
+attack (shadow models, Shokri et al. 2017; calibrated likelihood ratios, Carlini et al. 2022)
+is measured against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["loss_threshold_auroc", "best_threshold_accuracy", "copy_fraction"]
+
+
+def _losses(name: str, values) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of losses, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} holds {int((~np.isfinite(a)).sum())} NaN or infinite losses")
+    return a
+
+
+def loss_threshold_auroc(member_losses, nonmember_losses) -> float:
+    """AUROC of the attack "member when the loss is low": the probability that a random member has
+    a lower loss than a random non-member, ties counting one half (scikit-learn's
+    ``roc_auc_score`` with the negated loss as the score).
+
+    Example:
+        >>> loss_threshold_auroc([0.1, 0.2], [0.3, 0.4]), loss_threshold_auroc([1, 2], [1, 2])
+        (1.0, 0.5)
+    """
+    from sklearn.metrics import roc_auc_score
+
+    members = _losses("member_losses", member_losses)
+    others = _losses("nonmember_losses", nonmember_losses)
+    labels = np.r_[np.ones(members.size), np.zeros(others.size)]
+    return float(roc_auc_score(labels, -np.r_[members, others]))
+
+
+def best_threshold_accuracy(member_losses, nonmember_losses) -> tuple[float, float]:
+    """``(accuracy, threshold)`` of the best single threshold on balanced sets (an optimistic
+    figure: the attacker would not know the best threshold in advance)."""
+    members = _losses("member_losses", member_losses)
+    others = _losses("nonmember_losses", nonmember_losses)
+    best = (0.5, float("inf"))
+    for t in np.unique(np.concatenate([members, others])):
+        acc = 0.5 * ((members <= t).mean() + (others > t).mean())
+        if acc > best[0]:
+            best = (float(acc), float(t))
+    return best
+
+
+def copy_fraction(samples, train, threshold: float = 1 / 3) -> float:
+    """Share of ``samples`` that are near-copies of a training example: nearest-neighbour distance
+    ratio ``d_1 / d_2`` below ``threshold`` (``coursekit.copies.nn_distance_ratio``)."""
+    import torch
+
+    from coursekit.copies import nn_distance_ratio
+
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    ratio = nn_distance_ratio(torch.as_tensor(samples), torch.as_tensor(train))
+    return float((ratio < threshold).double().mean())
