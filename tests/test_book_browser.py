@@ -149,7 +149,8 @@ def test_math_pages_really_contain_rendered_math(browser, server):
     for page_path in _pages():
         if 'class="math' in page_path.read_text(encoding="utf-8"):
             page.goto(f"{server}/{page_path.relative_to(HTML).as_posix()}", wait_until="load")
-            page.wait_for_selector("mjx-container", timeout=30_000)
+            # attached, not visible: a page's first formula may sit in a collapsed cell
+            page.wait_for_selector("mjx-container", state="attached", timeout=30_000)
             rendered += page.evaluate("document.querySelectorAll('mjx-container').length")
     page.close()
     assert rendered > 10, f"only {rendered} formulas rendered across the whole book"

@@ -60,7 +60,7 @@ def hostile(tmp_path_factory, copy_elsewhere):
     submissions = classroom.hostile_class("01_background", "05_evaluation",
                                           copies=(copy_elsewhere / "01_background.md",))
     paths = classroom.write(submissions, folder / "in")
-    done = grade(paths, folder / "out", "--timeout", "20", "--memory-mb", "3072",
+    done = grade(paths, folder / "out", "--timeout", "60", "--memory-mb", "3072",
                  "--exercise", "01_background")
     return done, submissions, reports(folder / "out")
 

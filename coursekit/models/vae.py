@@ -377,11 +377,13 @@ class VAE(nn.Module):
 
     def check_data(self, data: dict) -> None:
         """Check prepared data once, before training (the engine calls this), so that the loss
-        need not check the grey levels every step: ``x`` in [0, 1] and, for the categorical
-        likelihood, integer ``levels`` in ``0 .. num_levels - 1``."""
+        need not check the grey levels every step: for the Bernoulli likelihood ``x`` in [0, 1];
+        for the categorical one integer ``levels`` in ``0 .. num_levels - 1`` (it scores the
+        levels, so ``x`` is only the encoder's input and may carry, say, a mask value of -1, as
+        Chapter 8's inpainting VAE does)."""
         c = self.config
         x = data["x"]
-        if c.likelihood != "gaussian" and x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        if c.likelihood == "bernoulli" and x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
             raise ValueError(f"the {c.likelihood} likelihood needs x in [0, 1], got values from "
                              f"{float(x.min()):.4g} to {float(x.max()):.4g}")
         if c.likelihood == "categorical":
