@@ -208,7 +208,7 @@ def _mean_sd(values) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=10, help="label draws per setting")
-    parser.add_argument("--epochs", type=int, default=15, help="M2 epochs on the digits")
+    parser.add_argument("--epochs", type=int, default=40, help="M2 epochs on the digits")
     parser.add_argument("--zsl-splits", type=int, default=120, help="unseen triples (<= 120)")
     parser.add_argument("--zsl-epochs", type=int, default=15)
     parser.add_argument("--mnist-epochs", type=int, default=5)
