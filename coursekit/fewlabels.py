@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from coursekit.models.layers import check_batch
 from coursekit.models.m2 import UNLABELLED
+from coursekit.models.base import TrainableModel
 
 __all__ = ["draw_labelled", "check_labels", "semi_supervised_data", "augment_digits",
            "info_nce", "ContrastiveConfig", "ContrastiveEncoder", "linear_probe"]
@@ -202,7 +203,7 @@ class ContrastiveConfig:
         self.data_shape = tuple(int(s) for s in self.data_shape)
 
 
-class ContrastiveEncoder(nn.Module):
+class ContrastiveEncoder(TrainableModel):
     """SimCLR on small images: an MLP encoder ``h = f(x)``, a projection head ``g``, and the
     InfoNCE loss between two augmented views; the probe reads ``h``, not ``g(h)`` (Chen et al.
     2020 found the layer before the head the better representation).
@@ -213,6 +214,8 @@ class ContrastiveEncoder(nn.Module):
         >>> model.represent(torch.rand(5, 1, 8, 8)).shape
         torch.Size([5, 8])
     """
+    config_class = ContrastiveConfig
+    PHASES = ("contrastive",)
 
     def __init__(self, config: ContrastiveConfig | None = None):
         super().__init__()

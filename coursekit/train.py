@@ -272,14 +272,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a trained model from its checkpoint: returns ``(model, ema, payload)``, the model in
     eval mode and ``ema`` (the averaged ``ema_module()``) or None."""
-    from coursekit.models import MODEL_CLASSES
+    from coursekit.models.base import model_class
 
     device = get_device(device)
     payload = load_checkpoint(path, map_location=device)
-    name = payload["model_class"]
-    if name not in MODEL_CLASSES:
-        raise CheckpointError(f"{path} holds a {name!r}; known models: {sorted(MODEL_CLASSES)}")
-    cls, config_cls = MODEL_CLASSES[name]
+    try:
+        cls, config_cls = model_class(payload["model_class"])
+    except KeyError as err:
+        raise CheckpointError(f"{path}: {err.args[0]}") from None
     model = cls(config_cls(**payload["model_config"])).to(device)
     model.load_state_dict(payload["model"])
     model.eval()

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from coursekit.losses import gaussian_kl, log_categorical
 from coursekit.models.layers import check_batch
+from coursekit.models.base import TrainableModel
 
 __all__ = ["SEGMENTS", "SEVEN_SEGMENT", "unseen_splits", "harmonic_mean", "gzsl_scores",
            "dap_predict", "AttributeVAEConfig", "AttributeVAE"]
@@ -178,7 +179,7 @@ class AttributeVAEConfig:
         self.data_shape = tuple(int(s) for s in self.data_shape)
 
 
-class AttributeVAE(nn.Module):
+class AttributeVAE(TrainableModel):
     """A VAE conditioned on an attribute code: ``q(z|x, a)``, ``p(x|z, a)``, categorical
     likelihood over grey levels. A batch holds ``x``, ``levels`` (optional) and ``a`` (B, A).
 
@@ -193,6 +194,8 @@ class AttributeVAE(nn.Module):
         >>> vae.sample(a, n=2).shape
         torch.Size([6, 1, 8, 8])
     """
+    config_class = AttributeVAEConfig
+    PHASES = ("vae",)
 
     def __init__(self, config: AttributeVAEConfig | None = None):
         super().__init__()

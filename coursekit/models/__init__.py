@@ -9,16 +9,17 @@ course's image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for f
 2-D toy data of Chapter 4).
 """
 
+from coursekit.models.base import MODEL_REGISTRY, TrainableModel, model_class
 from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.gpt import GPT, GPTConfig
 from coursekit.models.m2 import M2, M2Config
 from coursekit.models.vae import VAE, VAEConfig
 
-# The model families a checkpoint can name, with their config classes, so that a saved run can be
-# rebuilt from its config.
-MODEL_CLASSES = {"GAN": (GAN, GANConfig), "VAE": (VAE, VAEConfig), "M2": (M2, M2Config),
-                 "GPT": (GPT, GPTConfig), "Diffusion": (Diffusion, DiffusionConfig)}
+# Every TrainableModel subclass registers itself (name -> (class, config class)), so that a saved
+# run of any model can be rebuilt from its config (coursekit.train.load_model).
+MODEL_CLASSES = MODEL_REGISTRY
 
 __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "M2", "M2Config",
-           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES"]
+           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES",
+           "MODEL_REGISTRY", "TrainableModel", "model_class"]

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from coursekit.models.layers import check_batch
+from coursekit.models.base import TrainableModel
 
 __all__ = ["DiffusionConfig", "Denoiser", "Diffusion", "make_betas", "timestep_embedding",
            "discretized_gaussian_log_likelihood", "SCHEDULES", "OBJECTIVES", "METHODS"]
@@ -191,7 +192,7 @@ class Denoiser(nn.Module):
         return self.out(F.silu(self.out_norm(h))).view(x.shape)       # (B, *data_shape)
 
 
-class Diffusion(nn.Module):
+class Diffusion(TrainableModel):
     """A diffusion (or flow matching) model that the engine ``coursekit.train.fit`` trains.
 
     Example:
@@ -204,6 +205,8 @@ class Diffusion(nn.Module):
         >>> float(model.alpha_bar[1:].diff().max()) < 0   # alpha_bar falls with t
         True
     """
+    config_class = DiffusionConfig
+    PHASES = ("diffusion",)
 
     def __init__(self, config: DiffusionConfig | None = None):
         super().__init__()

@@ -18,6 +18,7 @@ from torch import nn
 from coursekit.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from coursekit.models.layers import ConvDecoder, ConvEncoder, check_batch
 from coursekit.utils import eval_mode
+from coursekit.models.base import TrainableModel
 
 __all__ = ["GANConfig", "Generator", "Discriminator", "GAN"]
 
@@ -109,7 +110,7 @@ class Discriminator(nn.Module):
         return logits
 
 
-class GAN(nn.Module):
+class GAN(TrainableModel):
     """A generator and a discriminator trained against each other by ``coursekit.train``.
 
     Example:
@@ -118,6 +119,8 @@ class GAN(nn.Module):
         >>> gan.sample(5).shape
         torch.Size([5, 1, 8, 8])
     """
+    config_class = GANConfig
+    PHASES = ('discriminator', 'generator')
 
     def __init__(self, config: GANConfig | None = None):
         super().__init__()

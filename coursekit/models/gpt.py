@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from coursekit.models.base import TrainableModel
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "make_windows"]
 
@@ -104,7 +105,7 @@ def make_windows(ids, block_size: int, stride: int | None = None) -> torch.Tenso
     return a.unfold(0, block_size + 1, stride).contiguous()                 # (N, T + 1)
 
 
-class GPT(nn.Module):
+class GPT(TrainableModel):
     """A character GPT that speaks the training engine's protocol and the LM protocol.
 
     Example:
@@ -115,6 +116,8 @@ class GPT(nn.Module):
         >>> round(float(np.exp(model.logprobs([1, 2, 3])).sum()), 5)
         1.0
     """
+    config_class = GPTConfig
+    PHASES = ("lm",)
 
     def __init__(self, config: GPTConfig):
         super().__init__()

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from coursekit.losses import gaussian_kl, log_bernoulli, log_categorical, log_normal
 from coursekit.models.layers import check_batch
+from coursekit.models.base import TrainableModel
 
 __all__ = ["M2Config", "M2", "UNLABELLED"]
 
@@ -101,7 +102,7 @@ def random_shift(levels: torch.Tensor, max_shift: int) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).contiguous()                     # (B, C, H, W)
 
 
-class M2(nn.Module):
+class M2(TrainableModel):
     """The M2 model: a classifier ``q(y|x)``, an encoder ``q(z|x,y)`` and a decoder ``p(x|y,z)``.
 
     Example:
@@ -114,6 +115,8 @@ class M2(nn.Module):
         >>> loss, logs = m2.loss("m2", batch, 0); loss.ndim
         0
     """
+    config_class = M2Config
+    PHASES = ("m2",)
 
     def __init__(self, config: M2Config | None = None):
         super().__init__()

@@ -28,6 +28,7 @@ from coursekit.losses import (gaussian_kl, log_bernoulli, log_categorical, log_n
                               reparameterize)
 from coursekit.models.layers import ConvDecoder, ConvEncoder, MaskedLinear, check_batch, made_masks
 from coursekit.utils import eval_mode
+from coursekit.models.base import TrainableModel
 
 __all__ = ["VAEConfig", "VAE"]
 
@@ -154,7 +155,7 @@ class CausalConvDecoder(nn.Module):
         return self.out(h).transpose(1, 2)                                   # (B, D, L)
 
 
-class VAE(nn.Module):
+class VAE(TrainableModel):
     """A VAE with a diagonal Gaussian posterior ``q(z|x)`` and a standard normal prior.
 
     Example:
@@ -164,6 +165,8 @@ class VAE(nn.Module):
         >>> vae.negative_elbo({"x": x})["neg_elbo"].shape, vae.sample(2).shape
         (torch.Size([3]), torch.Size([2, 1, 8, 8]))
     """
+    config_class = VAEConfig
+    PHASES = ("vae",)
 
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()

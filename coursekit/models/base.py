@@ -1,0 +1,124 @@
+"""The one protocol every trainable model of the course speaks (Chapter 4 teaches it).
+
+``TrainableModel`` is an ``nn.Module`` that the training engine (``coursekit.train.fit``) asks
+for what it needs, with defaults that serve the common case of one optimiser over all parameters:
+
+- ``PHASES``: the names of the optimisation phases (a VAE: ``("vae",)``; a GAN:
+  ``("discriminator", "generator")``); ``phases(step)`` returns those taken at ``step``;
+- ``parameter_groups()``: ``{phase: parameters}``, one optimiser each (default: every parameter
+  under the single phase);
+- ``objective(batch, step)``: ``(scalar loss, {name: detached scalar to log})``, the one method a
+  single-phase model must write; ``loss(phase, batch, step)`` guards the phase and calls it (a
+  model of several phases overrides ``loss`` instead);
+- ``evaluate(batch)`` (optional): ``{name: per-example values (B,)}`` on held-out data;
+- ``ema_module()``: the part whose moving average the engine keeps (default: the whole model);
+- ``check_data(data)``: validate the prepared data once, before the first step (default: no-op);
+- ``config_dict()``: the constructor's config as plain data, saved in every checkpoint;
+- ``sample(n, *, labels=None, generator=None)``: ``n`` new examples (generative models only).
+
+Every subclass that names its ``config_class`` is registered under its class name, so that
+``coursekit.train.load_model`` can rebuild any model that ``fit`` trained from its checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["TrainableModel", "MODEL_REGISTRY", "model_class"]
+
+# class name -> (model class, config class); filled by TrainableModel.__init_subclass__.
+MODEL_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {}
+
+
+class TrainableModel(nn.Module):
+    """Base class of the models ``fit`` trains; see the module docstring for the protocol.
+
+    Subclasses set ``config_class`` (the dataclass their constructor takes) and ``PHASES``, and
+    write ``objective``. Example:
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class LineConfig:
+        ...     slope: float = 1.0   # the initial slope
+        >>> class Line(TrainableModel):
+        ...     config_class = LineConfig
+        ...     PHASES = ("fit",)
+        ...     def __init__(self, config):
+        ...         super().__init__()
+        ...         self.config = config
+        ...         self.w = nn.Parameter(torch.tensor(config.slope))
+        ...     def objective(self, batch, step):
+        ...         loss = ((self.w * batch["x"] - batch["y"]) ** 2).mean()
+        ...         return loss, {"mse": loss.detach()}
+        >>> MODEL_REGISTRY["Line"][0] is Line
+        True
+        >>> Line(LineConfig()).loss("other", {}, 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown phase 'other'; a Line has the phases ('fit',)
+    """
+
+    config_class: ClassVar[type | None] = None   # the dataclass the constructor takes
+    PHASES: ClassVar[tuple[str, ...]] = ("train",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("config_class") is not None:
+            MODEL_REGISTRY[cls.__name__] = (cls, cls.config_class)
+
+    # ----------------------------------------------------------------- the engine's protocol
+    def phases(self, step: int) -> tuple[str, ...]:
+        return self.PHASES
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        if len(self.PHASES) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has several phases {self.PHASES}: "
+                                      f"it must say which parameters each one trains")
+        return {self.PHASES[0]: list(self.parameters())}
+
+    def ema_module(self) -> nn.Module:
+        return self
+
+    def check_data(self, data: dict) -> None:
+        """Validate the prepared data once, before training (default: nothing to check)."""
+
+    def config_dict(self) -> dict:
+        config = getattr(self, "config", None)
+        if config is None:
+            return {}
+        if not is_dataclass(config):
+            raise TypeError(f"{type(self).__name__}.config is a {type(config).__name__}, not a "
+                            f"dataclass: override config_dict()")
+        return asdict(config)
+
+    def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        """``(scalar loss, {name: detached scalar})`` of one training step."""
+        raise NotImplementedError(f"{type(self).__name__} must define objective(batch, step)")
+
+    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        if phase not in self.PHASES:
+            raise ValueError(f"unknown phase {phase!r}; a {type(self).__name__} has the phases "
+                             f"{self.PHASES}")
+        return self.objective(batch, step)
+
+    # ------------------------------------------------------------------ generative models
+    def sample(self, n: int, *, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """``n`` new examples; ``labels`` (n,) for class-conditional models."""
+        raise NotImplementedError(f"{type(self).__name__} is not a generative model")
+
+
+def model_class(name: str) -> tuple[type[nn.Module], type]:
+    """``(model class, config class)`` registered under ``name``, importing every model module
+    first so that a checkpoint of any model the course trains can be rebuilt."""
+    import coursekit.models  # noqa: F401  (registers the package's models)
+    import coursekit.fewlabels  # noqa: F401  (models still defined beside their chapter)
+    import coursekit.zeroshot  # noqa: F401
+
+    if name not in MODEL_REGISTRY:
+        raise KeyError(f"no model is registered as {name!r}; known: {sorted(MODEL_REGISTRY)}")
+    return MODEL_REGISTRY[name]
