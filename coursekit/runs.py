@@ -266,17 +266,17 @@ def _loss_figure(history, model: str, dataset: str, family: str):
     return fig
 
 
-def _draw(model, ema, n: int, mean: bool):
-    from coursekit.models import GAN, Diffusion
-
-    if isinstance(model, GAN):
-        return model.sample(n, generator=ema)
-    model = ema if ema is not None else model
-    if isinstance(model, Diffusion):
-        return model.sample(n)
-    if mean and not model.config.autoregressive:
-        return model.sample(n, mean=True)
-    return model.sample(n)
+def _draw(model, ema, n: int, mean: bool, generator=None):
+    """``n`` samples of any generative model (its moving average when the run kept one)."""
+    if not model.generative:
+        raise _UsageError(f"{type(model).__name__} is not a generative model: nothing to sample")
+    options = {"mean": True} if mean else {}
+    try:
+        return model.averaged(ema).sample(n, generator=generator, **options)
+    except TypeError as err:
+        if mean and "mean" in str(err):
+            raise _UsageError(f"--mean: {type(model).__name__} has no mean image to show") from err
+        raise
 
 
 def _sample(args) -> int:

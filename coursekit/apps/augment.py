@@ -129,7 +129,7 @@ def latent_class_samples(vae, x: torch.Tensor, y: torch.Tensor, per_class: int,
         eps = torch.randn(per_class, m.shape[1], generator=gen)
         zs.append(m.mean(0) + scale * m.std(0) * eps)                     # (per_class, latent)
     z = torch.cat(zs).to(device)
-    images = vae._from_decoded(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
+    images = vae.pixels(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
     vae.train(was_training)
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     return images, labels

@@ -24,7 +24,6 @@ twice the conditional variance), which is why a single sample loses to the mean 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,14 +228,7 @@ class InpaintConfig:
 
 def _pixel_log_lik(vae, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
     """``log p(x_i | z)`` per pixel, ``(B, *data_shape)``, for the non-autoregressive VAE."""
-    c = vae.config
-    if c.likelihood == "categorical":
-        levels = torch.round(x * (c.num_levels - 1)).long()               # (B, C, H, W)
-        return F.log_softmax(decoded, dim=1).gather(1, levels.unsqueeze(1)).squeeze(1)
-    if c.likelihood == "bernoulli":
-        return -F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
-    logvar = vae.logvar_x.expand_as(x)
-    return -0.5 * (math.log(2 * math.pi) + logvar + (x - decoded).square() / logvar.exp())
+    return vae.likelihood.log_prob(x, decoded, logvar=vae.logvar_x, reduce=False)
 
 
 @torch.no_grad()
@@ -313,15 +305,7 @@ def vae_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, config: InpaintConfig 
 
 def _sample_pixels(vae, decoded: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """One draw of every pixel from ``p(x | z)`` given the decoder's output, seeded by ``gen``."""
-    c = vae.config
-    if c.likelihood == "categorical":
-        probs = decoded.softmax(dim=1).movedim(1, -1)                     # (B, C, H, W, L)
-        levels = torch.multinomial(probs.reshape(-1, c.num_levels), 1, generator=gen)
-        return levels.view(probs.shape[:-1]).float() / (c.num_levels - 1)
-    if c.likelihood == "bernoulli":
-        return torch.bernoulli(torch.sigmoid(decoded), generator=gen)
-    noise = torch.randn(decoded.shape, generator=gen, device=decoded.device)
-    return (decoded + torch.exp(0.5 * vae.logvar_x) * noise).clamp(0, 1)
+    return vae.pixels(decoded, generator=gen)
 
 
 # the value a hidden pixel takes in a mask-trained VAE's input: never a grey level
@@ -386,7 +370,7 @@ def encoder_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, num_samples: int =
         eps = torch.randn(mu.shape, generator=gen, device=device)
         z = mu + torch.exp(0.5 * logvar) * eps                            # z ~ q(z | x_o)
         decoded = vae.decode(z)
-        x_m = (vae._from_decoded(decoded, mean=True) if pixel_mean
+        x_m = (vae.pixels(decoded, mean=True) if pixel_mean
                else _sample_pixels(vae, decoded, gen)).cpu()               # (N, C, H, W)
         out.append(torch.where(mask, x_m, x))
     vae.train(was_training)
