@@ -118,7 +118,6 @@ class TrainableModel(nn.Module):
         Example:
             >>> from coursekit.models import GAN, GANConfig
             >>> import copy
-import inspect
             >>> gan = GAN(GANConfig(data_shape=(1, 8, 8)))
             >>> ema = copy.deepcopy(gan.generator)
             >>> gan.averaged(ema).generator is ema, gan.generator is ema
@@ -147,8 +146,10 @@ import inspect
 
     @property
     def generative(self) -> bool:
-        """Whether the model draws new examples (overrides ``sample``)."""
-        return type(self).sample is not TrainableModel.sample
+        """Whether the model draws new examples through the one signature ``sample(n, ...)``."""
+        sample = type(self).sample
+        return sample is not TrainableModel.sample and \
+            list(inspect.signature(sample).parameters)[1:2] == ["n"]
 
 
 def _checked_sample(sample):
