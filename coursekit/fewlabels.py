@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from coursekit.data.labels import check_labels, draw_labelled
 from coursekit.models.layers import check_batch
+from coursekit.utils import eval_mode, to_numpy
 from coursekit.models.m2 import UNLABELLED
 from coursekit.models.base import TrainableModel
 
@@ -52,7 +53,7 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
     Raises:
         ValueError: lengths differ, labels outside ``0..K-1``, or a class has no labelled row.
     """
-    labels = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels))
+    labels = torch.as_tensor(to_numpy(labels))
     if len(labels) != len(images) or (levels is not None and len(levels) != len(images)):
         raise ValueError(f"images, labels and levels must have the same length, got "
                          f"{len(images)}, {len(labels)} and "
@@ -182,10 +183,8 @@ class ContrastiveEncoder(TrainableModel):
     def represent(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The representation ``h`` of each image, ``(B, features)``, in eval mode."""
         check_batch(x, self.config.data_shape, "the contrastive encoder")
-        was_training = self.training
-        self.eval()
-        h = torch.cat([self.encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        self.train(was_training)
+        with eval_mode(self):
+            h = torch.cat([self.encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
         return h
 
     def phases(self, step: int) -> tuple[str, ...]:
@@ -227,19 +226,15 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
     """
     from sklearn.linear_model import LogisticRegression
 
-    def as_np(a):
-        return np.asarray(a.detach().cpu() if torch.is_tensor(a) else a, dtype=np.float64)
-
-    xtr, xte = as_np(train_features), as_np(test_features)
-    ytr = np.asarray(train_labels.cpu() if torch.is_tensor(train_labels) else train_labels)
-    yte = np.asarray(test_labels.cpu() if torch.is_tensor(test_labels) else test_labels)
+    xtr, xte = to_numpy(train_features, np.float64), to_numpy(test_features, np.float64)
+    ytr, yte = to_numpy(train_labels), to_numpy(test_labels)
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise ValueError(f"features and labels must have the same length, got {len(xtr)} and "
                          f"{len(ytr)} (train), {len(xte)} and {len(yte)} (test)")
     missing = sorted(set(yte.tolist()) - set(ytr.tolist()))
     if missing:
         raise ValueError(f"no labelled example of class(es) {missing} that the test set has")
-    ref = xtr if unlabelled_features is None else as_np(unlabelled_features)
+    ref = xtr if unlabelled_features is None else to_numpy(unlabelled_features, np.float64)
     mean, std = ref.mean(0), ref.std(0) + 1e-6
     clf = LogisticRegression(C=C, max_iter=2000)
     clf.fit((xtr - mean) / std, ytr)

@@ -10,29 +10,49 @@ from coursekit.utils import to_numpy
 __all__ = ["check_labels", "draw_labelled"]
 
 
-def check_labels(labels, num_classes: int, index=None, name: str = "labels") -> np.ndarray:
-    """Validate integer class labels (and an index of labelled rows); return them as NumPy.
+def check_labels(labels, num_classes: int, index=None, name: str = "labels", *,
+                 n: int | None = None, every_class: bool = True):
+    """Validate integer class labels ``(N,)`` (a tensor or an array) and return them unchanged.
+
+    Args:
+        labels: the classes, integers in ``0 .. num_classes - 1``.
+        num_classes: K.
+        index: rows of a labelled subset (checked: in range, no repeats); the class check then
+            looks at those rows only.
+        name: what to call ``labels`` in the messages.
+        n: the number of images the labels go with (checked when given).
+        every_class: every class must have at least one (labelled) example.
 
     Raises:
-        ValueError: a label outside ``0..num_classes-1``, an index out of range or repeated,
-            or a class with no labelled example (the message names the classes).
+        ValueError: naming the shape, the offending values, the index's fault, or the missing
+            classes.
+
+    Example:
+        >>> check_labels(np.array([0, 1, 1]), 2).tolist()
+        [0, 1, 1]
+        >>> check_labels([0, 2], 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: no labelled example of class(es) [1]: every class needs at least one
     """
-    labels = to_numpy(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-D integer array, got shape {labels.shape} and "
-                         f"dtype {labels.dtype}")
-    bad = (labels < 0) | (labels >= num_classes)
+    values = to_numpy(labels)
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{name} must be a 1-D integer array, got shape {values.shape} and "
+                         f"dtype {values.dtype}")
+    if n is not None and len(values) != n:
+        raise ValueError(f"{len(values)} {name} for {n} images")
+    bad = (values < 0) | (values >= num_classes)
     if bad.any():
         raise ValueError(f"{name} must lie in 0..{num_classes - 1}, got "
-                         f"{sorted(set(labels[bad].tolist()))[:10]}")
+                         f"{sorted(set(values[bad].tolist()))[:10]}")
     if index is not None:
         index = np.asarray(index)
-        if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(labels))):
-            raise ValueError(f"the labelled index must be 1-D with entries in 0..{len(labels) - 1}")
+        if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(values))):
+            raise ValueError(f"the labelled index must be 1-D with entries in 0..{len(values) - 1}")
         if len(np.unique(index)) != len(index):
             raise ValueError("the labelled index repeats an entry")
-        labels = labels[index]
-    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+        values = values[index]
+    missing = sorted(set(range(num_classes)) - set(values.tolist())) if every_class else []
     if missing:
         raise ValueError(f"no labelled example of class(es) {missing}: every class needs at "
                          f"least one")

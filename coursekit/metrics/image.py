@@ -58,7 +58,7 @@ def _check_pair(x, y, data_range) -> float:
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
-         reduction: str = "none") -> torch.Tensor:
+         reduction: str = "none", mask: torch.Tensor | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio ``10 log10(R^2 / MSE)`` in decibels, per image.
 
     Args:
@@ -66,6 +66,8 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
         data_range: ``R``, the width of the value range (1.0 for images in [0, 1]).
         reduction: ``"none"`` (``(B,)``, per image), ``"mean"`` (their mean) or ``"pooled"``
             (PSNR of the MSE pooled over the batch, torchmetrics' default).
+        mask: booleans that broadcast to ``(B, C, H, W)``, True on the pixels to score (the
+            hidden pixels of Chapter 8's inpainting); None: every pixel.
 
     Returns:
         float64 tensor, ``inf`` where an image equals its reference.
@@ -78,16 +80,42 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
         >>> x = torch.zeros(2, 1, 4, 4); y = x.clone(); y[0] += 0.1; y[1] += 0.01
         >>> psnr(x, y, data_range=1.0)
         tensor([20.0000, 40.0000], dtype=torch.float64)
+        >>> y[0, 0, 0] = 0.0  # the top row exact: scored alone, it is a perfect match
+        >>> psnr(x, y, data_range=1.0, mask=torch.arange(4).view(4, 1) == 0)[0]
+        tensor(inf, dtype=torch.float64)
     """
     data_range = _check_pair(x, y, data_range)
+    if mask is not None:
+        return _reduce_psnr(_masked_mse(x, y, mask), data_range, reduction)
     B, n = len(x), x[0].numel()
     # The difference in the input dtype (as scikit-image does), its squares summed in float64.
     diff = (x - y).reshape(B, n)  # (B, C*H*W)
     mse = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64).square() / n  # (B,)
+    return _reduce_psnr(mse, data_range, reduction)
+
+
+def _reduce_psnr(mse: torch.Tensor, data_range: float, reduction: str) -> torch.Tensor:
     if reduction == "pooled":
         mse = mse.mean()
     value = 10 * torch.log10(data_range**2 / mse)
     return _reduce(value, reduction, allowed=("none", "mean", "pooled"))
+
+
+def _masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean squared error over the pixels where ``mask`` is True, per image ``(B,)``."""
+    if not torch.is_tensor(mask) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor, got "
+                        f"{mask.dtype if torch.is_tensor(mask) else type(mask).__name__}")
+    try:
+        m = mask.to(x.device).expand_as(x)                                # (B, C, H, W)
+    except RuntimeError as err:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' "
+                         f"{tuple(x.shape)}") from err
+    count = m.flatten(1).sum(1)                                           # (B,)
+    if (count == 0).any():
+        raise ValueError("the mask selects no pixel of some image: nothing to score")
+    sq = (x.double() - y.double()).square().masked_fill(~m, 0.0)          # (B, C, H, W)
+    return sq.flatten(1).sum(1) / count
 
 
 def _reduce(value: torch.Tensor, reduction: str, allowed=("none", "mean")) -> torch.Tensor:

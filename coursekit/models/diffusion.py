@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.levels import to_levels
 from coursekit.models.layers import check_batch
 from coursekit.models.base import TrainableModel
 from coursekit.utils import eval_mode
@@ -387,9 +388,7 @@ class Diffusion(TrainableModel):
         if not self.config.num_levels:
             raise ValueError("nll_bound needs discrete data: set num_levels in the config")
         levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
-        return levels
+        return to_levels(batch["x"], self.config.num_levels) if levels is None else levels
 
     def nll_bound(self, batch: dict, t_samples: int | None = 1) -> torch.Tensor:
         """The variational bound on ``-log P(levels)``, nats per example ``(B,)``:

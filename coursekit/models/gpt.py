@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from coursekit.models.base import TrainableModel
-from coursekit.utils import eval_mode
+from coursekit.utils import eval_mode, to_numpy
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "make_windows"]
 
@@ -234,11 +234,9 @@ class GPT(TrainableModel):
         ids = [int(i) for i in context_ids][-self.config.block_size:]
         if not ids:
             return np.full(self.vocab_size, -math.log(self.vocab_size))
-        was_training = self.training
-        self.eval()
-        x = torch.tensor([ids], dtype=torch.long, device=self._device())
-        out = F.log_softmax(self(x)[0, -1].double(), dim=-1).cpu().numpy()
-        self.train(was_training)
+        with eval_mode(self):
+            x = torch.tensor([ids], dtype=torch.long, device=self._device())
+            out = to_numpy(F.log_softmax(self(x)[0, -1].double(), dim=-1))
         return out
 
     @torch.no_grad()
@@ -253,19 +251,17 @@ class GPT(TrainableModel):
         starts = list(range(0, L - 1 - n, keep)) + [L - 1 - n]
         out = torch.empty(L - 1, dtype=torch.float64)
         done = 0                               # predictions 0 .. done - 1 are written
-        was_training = self.training
-        self.eval()
-        for i in range(0, len(starts), batch_size):
-            chunk = starts[i:i + batch_size]
-            x = torch.stack([a[s:s + n + 1] for s in chunk]).to(self._device())  # (b, n + 1)
-            logp = F.log_softmax(self(x[:, :-1]).double(), dim=-1)           # (b, n, V)
-            lp = logp.gather(2, x[:, 1:, None])[..., 0].cpu()                # (b, n)
-            for row, s in zip(lp, chunk):
-                # row[j] predicts ids[s + 1 + j], i.e. out[s + j]; keep only the new ones, each
-                # of which (after the first window) has at least n - keep ids of context
-                out[done:s + n] = row[done - s:]
-                done = s + n
-        self.train(was_training)
+        with eval_mode(self):
+            for i in range(0, len(starts), batch_size):
+                chunk = starts[i:i + batch_size]
+                x = torch.stack([a[s:s + n + 1] for s in chunk]).to(self._device())  # (b, n + 1)
+                logp = F.log_softmax(self(x[:, :-1]).double(), dim=-1)           # (b, n, V)
+                lp = logp.gather(2, x[:, 1:, None])[..., 0].cpu()                # (b, n)
+                for row, s in zip(lp, chunk):
+                    # row[j] predicts ids[s + 1 + j], i.e. out[s + j]; keep only the new ones, each
+                    # of which (after the first window) has at least n - keep ids of context
+                    out[done:s + n] = row[done - s:]
+                    done = s + n
         return out.numpy()
 
     def bits_per_char(self, ids) -> float:

@@ -54,6 +54,7 @@ class PixelLikelihood:
     name = ""
     outputs_per_pixel = 1
     discrete = False     # scores integer grey levels (``levels`` in the batch, or rounded x)
+    learned_variance = False  # the model holds a learned log-variance per pixel (``logvar``)
 
     def __init__(self, num_levels: int = 17, bounded: bool = True):
         self.num_levels = int(num_levels)
@@ -138,7 +139,7 @@ class Bernoulli(PixelLikelihood):
 class Gaussian(PixelLikelihood):
     """``x ~ N(out, exp(logvar))``, the log-variance a learned parameter of the model."""
 
-    name = "gaussian"
+    name, learned_variance = "gaussian", True
 
     def log_prob(self, x, out, *, levels=None, logvar=None, reduce=True):
         if logvar is None:

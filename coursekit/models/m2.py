@@ -128,7 +128,8 @@ class M2(TrainableModel):
         # p(x|y,z), an object; a Gaussian over M1 features is not bounded to [0, 1]
         self.likelihood = likelihood(c.likelihood, c.num_levels, bounded=False)
         # the Gaussian likelihood's noise, one learned log-variance per feature
-        self.logvar_x = nn.Parameter(torch.zeros(d)) if c.likelihood == "gaussian" else None
+        self.logvar_x = nn.Parameter(torch.zeros(d)) \
+            if self.likelihood.learned_variance else None
 
     # ------------------------------------------------------------------------------ checks
     def check_data(self, data: dict) -> None:

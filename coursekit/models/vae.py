@@ -198,7 +198,7 @@ class VAE(TrainableModel):
                                        c.data_shape[0] * c.logits_per_pixel)
         # the Gaussian likelihood: one learned log-variance per pixel, the decoder's noise level
         self.logvar_x = nn.Parameter(torch.full(c.data_shape, -2.0)) \
-            if c.likelihood == "gaussian" else None
+            if self.likelihood.learned_variance else None
 
     # ------------------------------------------------------------------------------ the model
     def _one_hot(self, labels: torch.Tensor | None, device) -> torch.Tensor | None:
