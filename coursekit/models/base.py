@@ -72,9 +72,44 @@ class TrainableModel(nn.Module):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("config_class") is not None:
             MODEL_REGISTRY[cls.__name__] = (cls, cls.config_class)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _recording_init(init)
         sample = cls.__dict__.get("sample")
         if sample is not None and list(inspect.signature(sample).parameters)[1:2] == ["n"]:
             cls.sample = _checked_sample(sample)  # n first, a number, as the CLI calls it
+
+    # ----------------------------------------------------------------- the initial weights
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.parameters())
+
+    def is_fresh(self) -> bool:
+        """True while the weights are those the constructor drew: nothing has written to a
+        parameter since (no training step, no ``load_state_dict``, no in-place change)."""
+        return getattr(self, "_fresh_versions", None) == self._versions()
+
+    def reseed(self, seed: int) -> None:
+        """Redraw the initial weights as the constructor draws them, under ``seed`` (``fit``
+        does this for a fresh model, so that ``TrainConfig.seed`` fixes the initial weights
+        whatever the random state was when the model was built). The random state is left as
+        ``seed_everything(seed)`` leaves it.
+
+        Example:
+            >>> from coursekit.models import VAE, VAEConfig
+            >>> a, b = VAE(VAEConfig(hidden=8)), VAE(VAEConfig(hidden=8))
+            >>> a.reseed(3); b.reseed(3)
+            >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+            True
+        """
+        from coursekit.seed import seed_everything
+
+        args, kwargs = self._init_args
+        seed_everything(seed)
+        fresh = type(self)(*args, **kwargs)
+        with torch.no_grad():
+            for name, value in fresh.state_dict().items():
+                self.state_dict()[name].copy_(value)
+        seed_everything(seed)
 
     # ----------------------------------------------------------------- the engine's protocol
     def phases(self, step: int) -> tuple[str, ...]:
@@ -150,6 +185,26 @@ class TrainableModel(nn.Module):
         sample = type(self).sample
         return sample is not TrainableModel.sample and \
             list(inspect.signature(sample).parameters)[1:2] == ["n"]
+
+
+def _recording_init(init):
+    """``__init__`` that records its arguments (to rebuild the model) and, when the outermost
+    constructor returns, the parameters' versions (to tell fresh weights from trained ones)."""
+    import functools
+
+    @functools.wraps(init)
+    def recording(self, *args, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        object.__setattr__(self, "_init_depth", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_init_depth", depth)
+        if depth == 0:
+            object.__setattr__(self, "_init_args", (copy.deepcopy(args), copy.deepcopy(kwargs)))
+            object.__setattr__(self, "_fresh_versions", self._versions())
+
+    return recording
 
 
 def _checked_sample(sample):
