@@ -35,7 +35,7 @@ _LAZY = {
                      "cache_dir", "DIGITS_SPLITS"], "datasets"),
     **dict.fromkeys(["to_levels", "from_levels"], "levels"),
     **dict.fromkeys(["check_labels", "draw_labelled"], "labels"),
-    **dict.fromkeys(["random_shift"], "augment"),
+    **dict.fromkeys(["random_shift", "augment_digits"], "augment"),
 }
 
 __all__ = ["DATASETS", "IMAGE_DATASETS", "HELD_OUT_SPLIT", "DIGITS_LEVELS", *_LAZY]
