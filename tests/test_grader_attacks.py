@@ -132,3 +132,218 @@ def test_a_pathological_line_parses_in_linear_time():
         protocol.loads(b"[" * 100_000 + b"]" * 100_000)
     assert protocol.loads(b'{"a": [[["x"]]]}') == {"a": [[["x"]]]}
     assert time.process_time() - started < 2.0
+
+
+# ------------------------------------------- 2, 3, 5: a tiny exercise graded by the command
+
+TINY = '''---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Exercise 1: tiny
+
+```{code-cell} ipython3
+def double(x):
+    """Twice ``x``."""
+    ### BEGIN SOLUTION
+    return 2 * x
+    ### END SOLUTION
+```
+
+```{code-cell} ipython3
+:tags: [grading]
+
+from coursekit.grader.tasks import Task, case
+
+TASKS = [Task("double", function="double", points=2,
+              cases=[case(1.5, public=True), case(-4.0), case(10.0)])]
+```
+'''
+
+
+def tiny_notebook(body: str = "return 2 * x", exercise: str = "01_tiny") -> dict:
+    source = f"def double(x):\n" + "\n".join("    " + line for line in body.splitlines())
+    return {"cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
+                       "execution_count": None}],
+            "metadata": {"coursekit": {"exercise": exercise}}, "nbformat": 4,
+            "nbformat_minor": 5}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny exercise, a key, and a class of honest and hostile submissions of it."""
+    base = tmp_path_factory.mktemp("tiny")
+    solutions = base / "solutions"
+    solutions.mkdir()
+    (solutions / "01_tiny.md").write_text(TINY)
+    key = base / "key"
+    key.write_bytes(os.urandom(32).hex().encode())
+    inbox = base / "in"
+    inbox.mkdir()
+    for name, body in [("alice", "return 2 * x"), ("bob", "return 3 * x"),
+                       ("carol", "raise ValueError('<img src=http://evil/x.png> [link](http://e)"
+                                 " ```\\n# forged heading')")]:
+        (inbox / f"{name}.ipynb").write_text(json.dumps(tiny_notebook(body)))
+    # a link to another student's file (or to the course's solution) is not that file
+    (inbox / "mallory.ipynb").symlink_to(inbox / "alice.ipynb")
+    os.mkfifo(inbox / "fifo.ipynb")
+    (inbox / "folder.ipynb").mkdir()
+    (inbox / "old.ipynb").write_text(json.dumps({"nbformat": 3, "worksheets": [
+        {"cells": [{"cell_type": "code", "input": "def double(x):\n    return 2 * x"}]}],
+        "metadata": {"coursekit": {"exercise": "01_tiny"}}}))
+    (inbox / b"bad-\xff-name.ipynb".decode("utf-8", "surrogateescape")).write_text(
+        json.dumps(tiny_notebook()))
+    (inbox / "x\n\x1b[2Jforged.ipynb").write_text(json.dumps(tiny_notebook()))
+    roster = base / "roster.csv"
+    roster.write_text("file,student,name,email\nalice.ipynb,s1,=HYPERLINK(\"http://e\"),"
+                      "a@x\nbob.ipynb,s2,+cmd,@SUM(1)\ncarol.ipynb,s3,Carol,c@x\n")
+    out = base / "out"
+    done = grade_cli(inbox, "--out", out, "--solutions", solutions, "--roster", roster,
+                     "--timeout", "30", "--quiet", key=key)
+    return {"base": base, "solutions": solutions, "key": key, "inbox": inbox, "out": out,
+            "done": done, "roster": roster}
+
+
+def tiny_reports(out: Path) -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")
+            if p.name != "shard.json"}
+
+
+@needs_sandbox
+def test_links_fifos_folders_and_old_notebooks_are_reported_not_graded(tiny):
+    assert tiny["done"].returncode == 0, tiny["done"].stderr[-2000:]
+    got = tiny_reports(tiny["out"])
+    assert got["alice"]["score"] == 2 and got["bob"]["score"] == 0
+    assert got["mallory"]["score"] == 0 and "symbolic link" in got["mallory"]["not_graded"]
+    assert got["mallory"]["file"].endswith("/mallory.ipynb")  # the path as given
+    assert "FIFO" in got["fifo"]["not_graded"] and "folder" in got["folder"]["not_graded"]
+    assert "nbformat 3" in got["old"]["not_graded"]
+
+
+@needs_sandbox
+def test_hostile_file_names_neither_crash_nor_forge_lines(tiny):
+    done, got = tiny["done"], tiny_reports(tiny["out"])
+    escaped = next(r for r in got.values() if "\\xff" in r["file"])
+    assert escaped["score"] == 2
+    assert "\x1b" not in done.stderr and "\nforged" not in done.stderr
+    assert (tiny["out"] / "grades.csv").read_text().count("\n") == len(got) + 1
+
+
+@needs_sandbox
+def test_csv_cells_are_never_formulas_and_feedback_is_fenced(tiny):
+    out = tiny["out"]
+    for name in ("canvas.csv", "moodle.csv", "grades.csv"):
+        for row in csv.reader(open(out / name, encoding="utf-8")):
+            assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in row), row
+    canvas = (out / "canvas.csv").read_text()
+    assert "'=HYPERLINK" in canvas and "'+cmd" in canvas
+    feedback = (out / "feedback" / "carol.md").read_text()
+    fenced = feedback.split("````text")[1] if "````text" in feedback else ""
+    assert "<img src=http://evil/x.png>" in fenced  # inside a fence longer than the student's
+    assert "\n# forged heading" not in feedback.replace(fenced, "")
+    assert "&lt;img" in (out / "moodle.csv").read_text()
+
+
+@needs_sandbox
+def test_a_tampered_report_is_refused_by_merge(tiny, tmp_path):
+    import shutil
+
+    for change in ("score", "escape", "hmac"):
+        shard = tmp_path / change
+        shutil.copytree(tiny["out"], shard)
+        report = json.loads((shard / "alice.json").read_text())
+        if change == "score":
+            report["score"] = 999
+        elif change == "escape":
+            report["submission"] = "../../../x"
+        else:  # consistent numbers, but not what the grader signed
+            report["score"], report["checks"][0]["points"] = 2, 2
+            (shard / "bob.json").write_text(json.dumps(
+                dict(json.loads((shard / "bob.json").read_text()), score=2, checks=[
+                    dict(report["checks"][0])])))
+            continue
+        (shard / "alice.json").write_text(json.dumps(report))
+    for change in ("score", "escape", "hmac"):
+        done = grade_cli("merge", tmp_path / change, "--out", tmp_path / f"m-{change}",
+                         key=tiny["key"])
+        assert done.returncode == 2 and "refused" in done.stderr, (change, done.stderr)
+        assert not (tmp_path / f"m-{change}").exists()
+    assert not (tmp_path.parent / "x.json").exists()
+
+
+@needs_sandbox
+def test_shards_by_position_markers_and_mismatches(tiny, tmp_path):
+    inbox = tmp_path / "class"
+    inbox.mkdir()
+    for name in ("a", "b", "c", "d"):
+        (inbox / f"{name}.ipynb").write_text(json.dumps(tiny_notebook()))
+    common = ["--solutions", tiny["solutions"], "--timeout", "30", "--quiet"]
+    for k in (1, 2):
+        done = grade_cli(inbox, "--out", tmp_path / f"s{k}", "--shard", f"{k}/2", *common,
+                         key=tiny["key"])
+        assert done.returncode == 0, done.stderr[-1500:]
+        assert len(tiny_reports(tmp_path / f"s{k}")) == 2  # by position: 2 and 2 of 4
+    # an empty share writes its marker, and merge accepts it
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.ipynb").write_text(json.dumps(tiny_notebook()))
+    for k in (1, 2):
+        done = grade_cli(one, "--out", tmp_path / f"e{k}", "--shard", f"{k}/2", *common,
+                         key=tiny["key"])
+        assert done.returncode == 0, done.stderr[-1500:]
+    done = grade_cli("merge", tmp_path / "e1", tmp_path / "e2", "--out", tmp_path / "em",
+                     key=tiny["key"])
+    assert done.returncode == 0, done.stderr
+    assert len(tiny_reports(tmp_path / "em")) == 1
+    # missing, duplicate and mismatched shards are refused
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("0", "a"):  # "a" is second here: shard 2/2 grades it again
+        (two / f"{name}.ipynb").write_text(json.dumps(tiny_notebook()))
+    done = grade_cli(two, "--out", tmp_path / "t2", "--shard", "2/2", *common, key=tiny["key"])
+    assert done.returncode == 0, done.stderr[-1500:]
+    for folders, words in [((tmp_path / "s1",), "missing"),
+                           ((tmp_path / "s1", tmp_path / "s1"), "given twice"),
+                           ((tmp_path / "s1", tmp_path / "t2"), "two shards")]:
+        done = grade_cli("merge", *folders, "--out", tmp_path / "m", key=tiny["key"])
+        assert done.returncode == 2 and words in done.stderr, (words, done.stderr)
+    other = tmp_path / "other-solutions"
+    other.mkdir()
+    (other / "01_tiny.md").write_text(TINY.replace("points=2", "points=3"))
+    done = grade_cli(inbox, "--out", tmp_path / "o2", "--shard", "2/2", "--solutions", other,
+                     "--timeout", "30", "--quiet", key=tiny["key"])
+    assert done.returncode == 0, done.stderr[-1500:]
+    done = grade_cli("merge", tmp_path / "s1", tmp_path / "o2", "--out", tmp_path / "m",
+                     key=tiny["key"])
+    assert done.returncode == 2 and "different solutions" in done.stderr, done.stderr
+    done = grade_cli("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m",
+                     key=tiny["key"])
+    assert done.returncode == 0 and len(tiny_reports(tmp_path / "m")) == 4, done.stderr
+
+
+@needs_sandbox
+def test_a_second_report_of_a_student_is_kept_and_flagged(tiny, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny["out"], out)
+    again = tmp_path / "later" / "alice-again.ipynb"
+    again.parent.mkdir()
+    again.write_text(json.dumps(tiny_notebook("return 5 * x")))
+    roster = tmp_path / "roster.csv"
+    roster.write_text(tiny["roster"].read_text() + "alice-again.ipynb,s1,A,a@x\n")
+    done = grade_cli(again, "--out", out, "--solutions", tiny["solutions"], "--roster", roster,
+                     "--timeout", "30", "--quiet", key=tiny["key"])
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert "s1 has 2 reports of 01_tiny" in done.stderr
+    rows = {r["SIS User ID"]: r for r in csv.DictReader(open(out / "canvas.csv"))}
+    assert rows["s1"]["01_tiny"] == ""  # neither 2 nor 0 silently: see conflicts.csv
+    assert "alice-again" in (out / "conflicts.csv").read_text()
+    assert tiny_reports(out)["alice"]["score"] == 2  # the earlier report is kept
