@@ -347,3 +347,68 @@ def test_a_second_report_of_a_student_is_kept_and_flagged(tiny, tmp_path):
     assert rows["s1"]["01_tiny"] == ""  # neither 2 nor 0 silently: see conflicts.csv
     assert "alice-again" in (out / "conflicts.csv").read_text()
     assert tiny_reports(out)["alice"]["score"] == 2  # the earlier report is kept
+
+
+# ------------------------------------------------- 6, 7, 8: inside the sandbox, one run
+
+def spec(function: str, *cases, public: int = 0) -> dict:
+    return {"id": function, "function": function, "torch": False, "driver": None,
+            "differentiable": False,
+            "cases": [{"args": protocol.encode(tuple(c)), "kwargs": {}, "public": k < public}
+                      for k, c in enumerate(cases)]}
+
+
+@needs_sandbox
+def test_the_root_is_read_only_and_dangerous_system_calls_fail():
+    cell = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "calls = [libc.unshare(0x10000000), libc.syscall(29, 0, 1 << 30, 0o1000),\n"
+            "         libc.syscall(101, 16, os.getppid(), 0, 0), libc.syscall(319, b'x', 0)]\n"
+            "try:\n    open('/hog', 'wb').write(b'x' * 4096)\n    root = 'written'\n"
+            "except OSError as error:\n    root = error.strerror\n"
+            "def f():\n    return {'calls': calls, 'root': root}")
+    result = sandbox.run_notebook([cell], [spec("f", ())], sandbox.Limits(timeout=30))
+    got = protocol.decode(result.answers[(0, 0)]["output"])
+    assert got["root"] == "Read-only file system"
+    if sandbox.seccomp_works() or os.environ.get("CI"):
+        assert got["calls"] == [-1, -1, -1, -1], got  # namespaces, SysV shm, ptrace, memfd
+
+
+def test_short_lived_children_count_against_the_cpu_budget():
+    """The user mode's watchdog: children that spin less than a poll and are reaped still
+    count (their parent's cutime)."""
+    spinner = ("import os, time\nfor _ in range(400):\n    pid = os.fork()\n    if pid == 0:\n"
+               "        end = time.process_time() + 0.05\n"
+               "        while time.process_time() < end:\n            pass\n"
+               "        os._exit(0)\n    os.waitpid(pid, 0)\n")
+    process = subprocess.Popen([sys.executable, "-c", spinner])
+    watchdog = sandbox._Watchdog(process.pid, sandbox.Limits(timeout=1.0))
+    watchdog.cpu_budget = 1.0
+    watchdog.start()
+    process.wait(timeout=60)
+    watchdog.stop.set()
+    watchdog.join()
+    assert watchdog.cpu_exceeded, watchdog.cpu_used
+    assert process.returncode == -9  # stopped, not finished (400 x 0.05 s = 20 s of CPU)
+
+
+@needs_sandbox
+def test_public_feedback_never_holds_hidden_inputs():
+    cell = ("import gc\ndef f(x):\n    found = [o for o in gc.get_objects()\n"
+            "             if isinstance(o, dict) and 'cases' in o]\n"
+            "    raise ValueError('LEAK ' + repr(found))")
+    result = sandbox.run_notebook([cell], [spec("f", (1,), (987654321,), public=1)],
+                                  sandbox.Limits(timeout=30))
+    public_error = result.answers[(0, 0)]["error"]
+    assert "LEAK" in public_error and "987654321" not in public_error
+
+
+@needs_sandbox
+def test_a_runner_killed_during_the_calls_is_not_run_again():
+    cells = ["import os\ndef f(x):\n    if x == 2:\n        os.kill(os.getppid(), 9)\n"
+             "    return x", "y = 1", "z = 2"]
+    result = sandbox.run_notebook(cells, [spec("f", (1,), (2,), (3,), public=1)],
+                                  sandbox.Limits(timeout=30))
+    assert result.answers[(0, 0)] == {"output": 1}
+    assert "output" not in result.answers[(0, 2)]
+    assert any("ended from inside" in p for p in result.problems), result.problems
+    assert result.wall_seconds < 25 and not result.timed_out

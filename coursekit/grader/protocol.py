@@ -243,8 +243,8 @@ def task_spec(task) -> dict:
     judge and none of a case's ``held_out`` inputs (they stay in the grader)."""
     return {"id": task.id, "function": task.function, "torch": task.torch,
             "driver": task.driver, "differentiable": bool(task.differentiable),
-            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs))}
-                      for c in task.cases]}
+            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
+                       "public": bool(c.public)} for c in task.cases]}
 
 
 def public_spec(task, expected: list) -> dict:
