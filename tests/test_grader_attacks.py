@@ -412,3 +412,25 @@ def test_a_runner_killed_during_the_calls_is_not_run_again():
     assert "output" not in result.answers[(0, 2)]
     assert any("ended from inside" in p for p in result.problems), result.problems
     assert result.wall_seconds < 25 and not result.timed_out
+
+
+# ------------------------------------------------------------------ 8. similarity and flags
+
+def test_similarity_survives_junk_cells_and_padding():
+    from coursekit.grader.similarity import fingerprints, flags
+
+    code = "def f(x):\n    y = x * 2 + 1\n    z = y * y - 4\n    return y - 3 + z"
+    padded = "\n".join(line + "; pass" if line.strip() else line for line in code.splitlines())
+    clean = fingerprints([code], set())
+    assert len(clean) >= 5
+    junk = set(fingerprints(["'''never closed", code], set()))
+    assert len(junk & set(clean)) / len(junk | set(clean)) > 0.5  # was: no fingerprints
+    assert fingerprints([padded], set()) == clean
+    found = flags(["import base64\nexec(base64.b64decode('eD0x'))"], [])
+    assert any("too little" in f for f in found) and any("exec" in f for f in found)
+    found = flags(["from coursekit.grader import check\nfrom coursekit.losses import kl",
+                   "import coursekit.metrics as m"], clean)
+    assert found == ["imports coursekit.losses, coursekit.metrics (the course package holds "
+                     "reference code)"]
+    assert flags(["from coursekit.data import digits"], clean,
+                 template={"from coursekit.data import digits"}) == []

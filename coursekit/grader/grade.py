@@ -317,9 +317,11 @@ class Grader:
         report["exercise"] = name
         if cells is None:
             return
-        from coursekit.grader.similarity import fingerprints
+        from coursekit.grader.similarity import fingerprints, flags
 
-        report["fingerprints"] = fingerprints(cells, self._template(reference))
+        template = self._template(reference)
+        report["fingerprints"] = fingerprints(cells, template)
+        report["flags"] = flags(cells, report["fingerprints"], template)
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
         report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
