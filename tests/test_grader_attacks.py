@@ -434,3 +434,17 @@ def test_similarity_survives_junk_cells_and_padding():
                      "reference code)"]
     assert flags(["from coursekit.data import digits"], clean,
                  template={"from coursekit.data import digits"}) == []
+
+
+# ------------------------------------------------------ 9. the benchmark's expected scores
+
+@needs_sandbox
+@pytest.mark.slow
+def test_the_class_fixture_follows_the_uses_rule():
+    """A small ``benchmarks/grade_batch.py``: partial and wrong notebooks of the exercises whose
+    tasks call other graded functions score what the fixture expects."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grade_batch.py"),
+                           "--small", "--jobs", "2", "--timeout", "90"],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "expected scores: 8 of 8 right" in done.stdout, done.stdout[-2000:]

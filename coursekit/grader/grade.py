@@ -225,7 +225,9 @@ class Grader:
             exercise = load_exercise(name, self.solutions)
             self._add_hidden_checks(exercise)
             specs = [protocol.task_spec(t) for t in exercise.tasks]
-            limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300)})
+            # the reference is trusted code: a tight limit meant for students must not fail it
+            limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300),
+                               "memory_mb": max(self.limits.memory_mb, Limits.memory_mb)})
             run = self._run(exercise.cells, specs, limits)
             answers = {}
             for (i, k), record in sorted(run.answers.items()):
