@@ -1,6 +1,6 @@
 """Diffusion, flow matching, the course's VAE and GAN on the digits, side by side (Chapter 9).
 
-    OMP_NUM_THREADS=1 python benchmarks/diffusion.py            # about 12 CPU-minutes
+    OMP_NUM_THREADS=1 python benchmarks/diffusion.py --workers 4   # about 13 CPU-minutes
 
 Every model trains on the 1,000 training digits in the same run and is scored with the same
 feature network (the shipped digits classifier, ``coursekit.features``), the same N = 1,000
@@ -20,6 +20,7 @@ the figures the issue names; ``coursekit.results`` writes them to benchmarks/res
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import time
 from dataclasses import replace
@@ -76,19 +77,85 @@ def bound_by_endpoint(model: Diffusion, batch: dict, endpoints) -> dict[int, flo
     return out
 
 
+def _fid_of(x):
+    net, test_feats = _FEATURES["net"], _FEATURES["test"]
+    return fid(extract_features(net, x), test_feats)
+
+
+_FEATURES: dict = {}
+
+
+def _load_features() -> None:
+    if not _FEATURES:
+        torch.set_num_threads(1)
+        _FEATURES["net"] = feature_net("digits")
+        _FEATURES["test"] = extract_features(_FEATURES["net"], digits("test").images)
+
+
+def diffusion_job(kind: str, seed: int, epochs: int) -> dict:
+    """Train one diffusion model (in a worker process) and score its samples; CPU seconds are
+    this process's."""
+    _load_features()
+    objective, gamma = KINDS[kind]
+    model, sec = train_diffusion(digits("train"), objective, gamma, epochs, seed)
+    gen = torch.Generator().manual_seed(100 + seed)
+    out = {"kind": kind, "seed": seed, "seconds": sec, "state": model.state_dict()}
+    if kind == "flow":
+        out["euler10"] = _fid_of(model.sample(N, steps=10, generator=gen))
+        out["euler50"] = _fid_of(model.sample(N, steps=50, generator=gen))
+    else:
+        out["ddpm200"] = _fid_of(model.sample(N, steps=200, method="ddpm", generator=gen))
+        out["ddim10_flowgrid"] = _fid_of(model.sample(N, steps=10, method="ddim", grid="flow",
+                                                      generator=gen))
+        out["ddim10_uniform"] = _fid_of(model.sample(N, steps=10, method="ddim", generator=gen))
+    print(f"seed {seed} {kind:10s} {sec:5.1f} CPU-s " + " ".join(
+        f"{k} {v:.2f}" for k, v in out.items() if k not in ("kind", "seed", "seconds", "state")),
+        flush=True)
+    return out
+
+
+def baseline_job(name: str, epochs: int) -> dict:
+    """The course's VAE or GAN (Chapter 4 presets), trained in a worker process."""
+    _load_features()
+    train, test = digits("train"), digits("test")
+    seed_everything(0)
+    model, preset = build_model(name, train), PRESETS[name]
+    if name == "gan":  # the stronger of Chapter 4's two GANs: spectral normalisation
+        model = GAN(replace(model.config, spectral_norm=True))
+    start = time.process_time()
+    result = fit(model, train, TrainConfig(epochs=epochs, device="cpu", seed=0, lr=preset.lr,
+                                           betas=preset.betas))
+    out = {"name": name, "seconds": time.process_time() - start}
+    seed_everything(1)
+    out["fid"] = _fid_of(result.model.sample(N).clamp(0, 1))
+    if name == "vae":
+        vae = result.model.eval()
+        out["fid_means"] = _fid_of(vae.sample(N, mean=True))
+        with torch.no_grad():
+            batch = {"x": test.images, "levels": test.levels}
+            out["neg_elbo"] = float(torch.stack(
+                [vae.negative_elbo(batch)["neg_elbo"] for _ in range(20)]).mean())
+    print(f"{name}: " + " ".join(f"{k} {v:.2f}" for k, v in out.items() if k != "name"),
+          flush=True)
+    return out
+
+
+def _run(job):
+    fn, args = job
+    return fn(*args)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=500, help="diffusion epochs (8 steps each)")
     parser.add_argument("--baseline-epochs", type=int, default=200, help="VAE and GAN epochs")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per diffusion model")
+    parser.add_argument("--workers", type=int, default=1, help="processes (one thread each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train, val, test = digits("train"), digits("val"), digits("test")
-    net = feature_net("digits")
-    test_feats = extract_features(net, test.images)
-
-    def fid_of(x):
-        return fid(extract_features(net, x), test_feats)
+    _load_features()
+    fid_of = _fid_of
 
     fig = {"fid_floor": fid_of(train.images)}
     fitted = torch.distributions.MultivariateNormal(
@@ -100,28 +167,29 @@ def main(argv=None) -> None:
           flush=True)
 
     seeds = list(range(args.seeds))
+    jobs = [(diffusion_job, (kind, seed, args.epochs)) for seed in seeds for kind in KINDS]
+    jobs += [(baseline_job, (name, args.baseline_epochs)) for name in ("vae", "gan")]
+    if args.workers > 1:
+        with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+            done = pool.map(_run, jobs, chunksize=1)
+    else:
+        done = [_run(job) for job in jobs]
     per = {k: {"ddpm200": [], "ddim10_flowgrid": [], "ddim10_uniform": [], "seconds": []}
            for k in KINDS}
     per["flow"] = {"euler10": [], "euler50": [], "seconds": []}
-    models = {}
-    for seed in seeds:
-        for kind, (objective, gamma) in KINDS.items():
-            model, sec = train_diffusion(train, objective, gamma, args.epochs, seed)
-            models[(kind, seed)] = model
-            per[kind]["seconds"].append(sec)
-            gen = torch.Generator().manual_seed(100 + seed)
-            if kind == "flow":
-                per[kind]["euler10"].append(fid_of(model.sample(N, steps=10, generator=gen)))
-                per[kind]["euler50"].append(fid_of(model.sample(N, steps=50, generator=gen)))
-            else:
-                per[kind]["ddpm200"].append(fid_of(model.sample(N, steps=200, method="ddpm",
-                                                                generator=gen)))
-                per[kind]["ddim10_flowgrid"].append(fid_of(model.sample(
-                    N, steps=10, method="ddim", grid="flow", generator=gen)))
-                per[kind]["ddim10_uniform"].append(fid_of(model.sample(
-                    N, steps=10, method="ddim", generator=gen)))
-            print(f"seed {seed} {kind:10s} {sec:5.1f} CPU-s " + " ".join(
-                f"{k} {v[-1]:.2f}" for k, v in per[kind].items() if k != "seconds"), flush=True)
+    models, base = {}, {}
+    for out in done:
+        if "kind" not in out:
+            base[out["name"]] = out
+            continue
+        kind, seed = out["kind"], out["seed"]
+        for key in per[kind]:
+            per[kind][key].append(out[key])
+        objective, gamma = KINDS[kind]
+        model = Diffusion(DiffusionConfig(objective=objective, hidden=256, depth=3,
+                                          min_snr_gamma=gamma))
+        model.load_state_dict(out["state"])
+        models[(kind, seed)] = model.eval()
 
     def paired(a, b):
         return mean_se([x - y for x, y in zip(a, b)])
@@ -133,25 +201,10 @@ def main(argv=None) -> None:
     print(f"DDIM 10 (flow grid) - flow Euler 10: plain v-loss {gap[0]:.2f} +- {gap[1]:.2f}, "
           f"Min-SNR v-loss {gap_w[0]:.2f} +- {gap_w[1]:.2f} SE", flush=True)
 
-    seconds, extra_fid = {}, {}
-    for name in ("vae", "gan"):
-        seed_everything(0)
-        model, preset = build_model(name, train), PRESETS[name]
-        if name == "gan":  # the stronger of Chapter 4's two GANs: spectral normalisation
-            model = GAN(replace(model.config, spectral_norm=True))
-        start = time.process_time()
-        result = fit(model, train, TrainConfig(epochs=args.baseline_epochs, device="cpu", seed=0,
-                                               lr=preset.lr, betas=preset.betas))
-        seconds[name] = time.process_time() - start
-        seed_everything(1)
-        fig[f"fid_{name}"] = fid_of(result.model.sample(N).clamp(0, 1))
-        if name == "vae":
-            vae = result.model.eval()
-            fig["fid_vae_means"] = fid_of(vae.sample(N, mean=True))
-            with torch.no_grad():
-                batch = {"x": test.images, "levels": test.levels}
-                extra_fid["vae_neg_elbo"] = float(torch.stack(
-                    [vae.negative_elbo(batch)["neg_elbo"] for _ in range(20)]).mean())
+    seconds = {name: base[name]["seconds"] for name in base}
+    fig["fid_vae"], fig["fid_gan"] = base["vae"]["fid"], base["gan"]["fid"]
+    fig["fid_vae_means"] = base["vae"]["fid_means"]
+    extra_fid = {"vae_neg_elbo": base["vae"]["neg_elbo"]}
     print(f"VAE FID {fig['fid_vae']:.2f} (samples), {fig['fid_vae_means']:.2f} (decoder means), "
           f"-ELBO {extra_fid['vae_neg_elbo']:.2f} nats, {seconds['vae']:.0f} CPU-s; "
           f"GAN FID {fig['fid_gan']:.2f}, {seconds['gan']:.0f} CPU-s", flush=True)
