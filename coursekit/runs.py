@@ -27,7 +27,7 @@ __all__ = ["PRESETS", "Preset", "configure", "run", "build_model"]
 
 @dataclass(frozen=True)
 class Preset:
-    family: str                    # "VAE", "GAN" or "Diffusion"
+    family: str                    # "VAE", "GAN", "Diffusion", "Flow" or "Autoregressive"
     help: str                      # one line for --help
     lr: float                      # learning rate
     betas: tuple[float, float]     # Adam's betas
@@ -50,6 +50,11 @@ PRESETS = {
                    2e-3, (0.9, 0.999), 0),
     "flow": Preset("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. "
                    "2023)", 2e-3, (0.9, 0.999), 0),
+    # Chapter 11: exact likelihoods (the settings of benchmarks/exact_likelihood.py)
+    "realnvp": Preset("Flow", "RealNVP coupling flow, variational dequantisation (Dinh et al. "
+                      "2017; Ho et al. 2019)", 1e-3, (0.9, 0.999), 0),
+    "autoregressive": Preset("Autoregressive", "autoregressive model, causal convolutions in "
+                             "raster order (van den Oord et al. 2016)", 1e-3, (0.9, 0.999), 0),
 }
 CHECKPOINT = "checkpoint.pt"
 NUM_CLASSES = 10  # the labelled datasets (digits, mnist) are the ten digits
@@ -73,6 +78,17 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
         config = DiffusionConfig(data_shape=shape, objective="flow" if name == "flow" else "v",
                                  hidden=256, num_levels=dataset.num_levels)
         return Diffusion(config)
+    if preset.family in ("Flow", "Autoregressive"):
+        from coursekit.models import (Autoregressive, AutoregressiveConfig, Flow,
+                                      FlowConfig)
+
+        if dataset.num_levels is None:
+            raise _UsageError(f"{name} models discrete grey levels; {dataset.name} has none")
+        if preset.family == "Flow":
+            return Flow(FlowConfig(data_shape=shape, num_levels=dataset.num_levels,
+                                   dequantization="variational"))
+        return Autoregressive(AutoregressiveConfig(data_shape=shape,
+                                                   num_levels=dataset.num_levels))
     conditional = name in ("cvae", "cgan")
     if conditional and dataset.labels is None:
         raise _UsageError(f"{name} needs labelled data; {dataset.name} has no labels "
@@ -242,7 +258,8 @@ def _loss_figure(history, model: str, dataset: str, family: str):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [k for k in ("neg_elbo", "rec", "kl", "d_loss", "g_loss") if k in history.losses]
+    names = [k for k in ("neg_elbo", "rec", "kl", "d_loss", "g_loss", "nats")
+             if k in history.losses]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     epochs = np.arange(1, history.epochs + 1)
     marker = "o" if history.epochs <= 30 else None
@@ -258,7 +275,11 @@ def _loss_figure(history, model: str, dataset: str, family: str):
                 linestyle="--", label="val_neg_elbo")
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("nats per image" if family == "VAE" else "loss (per batch mean)")
+    if "val_nats" in history.metrics:
+        ax.plot(epochs, history.metrics["val_nats"], color="k", marker=marker,
+                linestyle="--", label="val_nats")
+    nats = family in ("VAE", "Flow", "Autoregressive")
+    ax.set_ylabel("nats per image" if nats else "loss (per batch mean)")
     ax.set_title(f"{model} on {dataset}: per-step (faint) and per-epoch losses")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
@@ -267,12 +288,12 @@ def _loss_figure(history, model: str, dataset: str, family: str):
 
 
 def _draw(model, ema, n: int, mean: bool):
-    from coursekit.models import GAN, Diffusion
+    from coursekit.models import GAN, Autoregressive, Diffusion, Flow
 
     if isinstance(model, GAN):
         return model.sample(n, generator=ema)
     model = ema if ema is not None else model
-    if isinstance(model, Diffusion):
+    if isinstance(model, (Diffusion, Flow, Autoregressive)):
         return model.sample(n)
     if mean and not model.config.autoregressive:
         return model.sample(n, mean=True)
