@@ -93,7 +93,8 @@ def run_model(job: tuple[str, argparse.Namespace]) -> dict:
         g = torch.Generator().manual_seed(args.seed)
         with torch.no_grad():
             draws = torch.stack([model.nll_bound(test, generator=g) for _ in range(args.draws)])
-        out["nats"] = draws.mean().item()
+        out["per_image"] = draws.mean(0)
+        out["nats"] = out["per_image"].mean().item()
         # the importance-weighted bound over the same draws: log (1/K) sum_k p(x+u_k)/q(u_k|x)
         out["nats_iw"] = -(torch.logsumexp(-draws, 0) - math.log(args.draws)).mean().item()
     elif name == "ar":
@@ -101,7 +102,8 @@ def run_model(job: tuple[str, argparse.Namespace]) -> dict:
         out["cpu"], out["epochs"], out["best_epoch"] = _train(model, args, "val_nats",
                                                               args.epochs, args.lr)
         with torch.no_grad():
-            out["nats"] = -model.log_prob(test).mean().item()
+            out["per_image"] = -model.log_prob(test)
+        out["nats"] = out["per_image"].mean().item()
     else:  # the MLP VAE of Chapter 4's baseline (benchmarks/vae_digits.py --baseline)
         model = VAE(VAEConfig(latent_dim=16, hidden=256))
         out["cpu"], out["epochs"], out["best_epoch"] = _train(
@@ -109,14 +111,23 @@ def run_model(job: tuple[str, argparse.Namespace]) -> dict:
         torch.manual_seed(args.seed)
         with torch.no_grad():
             out["neg_elbo"] = model.evaluate(test)["neg_elbo"].mean().item()
-        out["nats"] = iwae_nll(model.iwae_log_weights(test, k=args.k)).mean().item()
+        out["per_image"] = iwae_nll(model.iwae_log_weights(test, k=args.k))
+        out["nats"] = out["per_image"].mean().item()
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     samples = model.sample(N_FID) if name == "vae" else model.sample(N_FID, generator=g)
     net = feature_net("digits")
     out["fid"] = fid(extract_features(net, samples), extract_features(net, test["x"]))
     out["samples"] = torch.round(samples[:N_SHOWN] * 16).long().flatten(1).tolist()
+    out["per_image"] = out["per_image"].double()
     return out
+
+
+def paired(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Mean and standard error of the per-image difference ``a - b`` on the same test images."""
+    d = (a - b).double()
+    return {"mean": round(d.mean().item(), 3),
+            "se": round(d.std().item() / math.sqrt(len(d)), 3)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     train, test = digits("train"), digits("test")
-    histogram = histogram_nats(train.levels, test.levels, train.num_levels).mean().item()
+    per_histogram = histogram_nats(train.levels, test.levels, train.num_levels)
+    histogram = per_histogram.mean().item()
     names = ["flow_uniform", "flow_variational", "ar", "vae"]
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         runs = {r["name"]: r for r in pool.map(run_model, [(n, args) for n in names])}
@@ -163,9 +175,19 @@ def main(argv: list[str] | None = None) -> None:
                                         runs["flow_variational"]["cpu"]), 1),
         "train_seconds_ar": round(runs["ar"]["cpu"], 1),
     }
+    per = {name: r.pop("per_image") for name, r in runs.items()}
+    differences = {  # paired over the 447 test images: A - B, mean and standard error
+        "histogram_minus_flow_uniform": paired(per_histogram, per["flow_uniform"]),
+        "flow_uniform_minus_flow_variational": paired(per["flow_uniform"],
+                                                      per["flow_variational"]),
+        "flow_variational_minus_ar": paired(per["flow_variational"], per["ar"]),
+        "vae_minus_ar": paired(per["vae"], per["ar"])}
+    for name, d in differences.items():
+        print(f"{name}: {d['mean']:.2f} +- {d['se']:.2f} nats (paired, test images)")
     if not args.no_write:
         extra = {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                  for name, r in runs.items()}
+        extra["paired_differences"] = differences
         extra["settings"] = {k: v for k, v in vars(args).items() if k != "no_write"}
         extra["command"] = "OMP_NUM_THREADS=1 nice -n 5 python benchmarks/exact_likelihood.py"
         results.write("exact_likelihood", figures, seeds=[args.seed],
