@@ -1,6 +1,7 @@
 """Reference generative models the chapters train: GANs and VAEs (Chapters 2-4), the
 semi-supervised M2 (Chapter 6), the character GPT (Chapter 7), and diffusion and flow matching
-(Chapter 9).
+(Chapter 9), and the exact-likelihood models: a coupling flow and an autoregressive model
+(Chapter 11).
 
 Each model is a readable ``nn.Module`` built from a dataclass config, subclasses
 ``base.TrainableModel`` (the protocol of the training engine ``coursekit.train``: it writes
@@ -12,9 +13,11 @@ course's image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for f
 """
 
 from coursekit.models.base import MODEL_REGISTRY, TrainableModel, model_class
+from coursekit.models.autoregressive import Autoregressive, AutoregressiveConfig
 from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.feature_net import (FeatureClassifier, FeatureClassifierConfig, FeatureNet,
                                           FeatureNetConfig)
+from coursekit.models.flow import Flow, FlowConfig
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.gpt import GPT, GPTConfig
 from coursekit.models.m2 import M2, M2Config
@@ -29,4 +32,4 @@ __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig",
            "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES",
            "MODEL_REGISTRY", "TrainableModel", "model_class", "FeatureNet", "FeatureNetConfig",
            "FeatureClassifier", "FeatureClassifierConfig", "LIKELIHOODS", "PixelLikelihood",
-           "likelihood"]
+           "likelihood", "Flow", "FlowConfig", "Autoregressive", "AutoregressiveConfig"]
