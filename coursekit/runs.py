@@ -27,7 +27,7 @@ __all__ = ["PRESETS", "Preset", "configure", "run", "build_model"]
 
 @dataclass(frozen=True)
 class Preset:
-    family: str                    # "VAE", "GAN" or "Diffusion"
+    family: str                    # "VAE", "GAN", "Diffusion" or "VQVAE"
     help: str                      # one line for --help
     lr: float                      # learning rate
     betas: tuple[float, float]     # Adam's betas
@@ -50,7 +50,10 @@ PRESETS = {
                    2e-3, (0.9, 0.999), 0),
     "flow": Preset("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. "
                    "2023)", 2e-3, (0.9, 0.999), 0),
+    "vqvae": Preset("VQVAE", "VQ-VAE, then a class-conditional GPT prior over its codes "
+                    "(van den Oord et al. 2017)", 2e-3, (0.9, 0.999), 0),
 }
+PRIOR_CHECKPOINT = "prior.pt"  # vqvae runs: the GPT prior beside the VQ-VAE's checkpoint
 CHECKPOINT = "checkpoint.pt"
 NUM_CLASSES = 10  # the labelled datasets (digits, mnist) are the ten digits
 
@@ -66,6 +69,14 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
 
     preset = PRESETS[name]
     shape = tuple(dataset.images.shape[1:])
+    if preset.family == "VQVAE":
+        from coursekit.models.vqvae import VQVAE, VQVAEConfig
+
+        if dataset.labels is None:
+            raise _UsageError(f"{name}'s prior is class-conditional: {dataset.name} has no "
+                              f"labels (labelled: digits, mnist)")
+        # Chapter 12's sizes: 28x28 -> a 7x7 grid of 64 codes; 8x8 digits -> 4x4
+        return VQVAE(VQVAEConfig(data_shape=shape, downsample=2 if min(shape[1:]) >= 16 else 1))
     if preset.family == "Diffusion":
         from coursekit.models import Diffusion, DiffusionConfig
 
@@ -201,6 +212,8 @@ def _train(args) -> int:
                          ema_decay=args.ema, progress=not args.quiet, checkpoint=str(ckpt),
                          resume=args.resume, overwrite=args.overwrite)
     result = fit(model, train, config, val_data=val)
+    if preset.family == "VQVAE":
+        _train_prior(model, train, config, out)
     if not result.is_main:
         return 0  # under torchrun only rank 0 writes and reports
     history = result.history
@@ -214,6 +227,22 @@ def _train(args) -> int:
     print(f"{args.model} on {args.data}: {history.epochs} epochs, {history.steps} steps, "
           f"{history.wall_seconds:.1f} s on {history.device}; last epoch {summary}; wrote {out}")
     return 0
+
+
+def _train_prior(model, train, config, out: Path) -> None:
+    """Stage 2 of a vqvae run: the GPT prior over a class token and the codes (Chapter 12),
+    trained by the same engine for as many epochs, checkpointed in ``prior.pt``."""
+    from dataclasses import replace
+
+    from coursekit.models import GPT, GPTConfig
+    from coursekit.models.vqvae import prior_rows
+    from coursekit.train import fit
+
+    rows = prior_rows(model, train.images, train.labels)
+    grid = model.grid[0] * model.grid[1]
+    prior = GPT(GPTConfig(vocab_size=model.config.codebook_size + NUM_CLASSES, block_size=grid,
+                          n_layer=4, n_head=4, n_embd=64))
+    fit(prior, {"x": rows}, replace(config, checkpoint=str(out / PRIOR_CHECKPOINT)))
 
 
 def _write_run(out: Path, args, model, result, config, source: str, seed: int) -> None:
@@ -230,7 +259,7 @@ def _write_run(out: Path, args, model, result, config, source: str, seed: int) -
                "history": history.to_dict()}
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     torch.manual_seed(seed)
-    samples = _draw(model, result.ema, 64, mean=False)
+    samples = _draw(model, result.ema, 64, mean=False, folder=out)
     save_figure(show_images(samples, title=f"{args.model} on {args.data}: 64 samples"),
                 out / "samples.png")
     save_figure(_loss_figure(history, args.model, args.data, PRESETS[args.model].family),
@@ -266,9 +295,17 @@ def _loss_figure(history, model: str, dataset: str, family: str):
     return fig
 
 
-def _draw(model, ema, n: int, mean: bool):
-    from coursekit.models import GAN, Diffusion
+def _draw(model, ema, n: int, mean: bool, folder: Path | None = None):
+    from coursekit.models import GAN, VQVAE, Diffusion
 
+    if isinstance(model, VQVAE):  # through the prior trained beside it, ten classes in turn
+        import torch
+
+        from coursekit.train import load_model
+
+        device = next(model.parameters()).device
+        prior = load_model(Path(folder) / PRIOR_CHECKPOINT, device)[0]
+        return model.sample(n, labels=torch.arange(n) % NUM_CLASSES, prior=prior)
     if isinstance(model, GAN):
         return model.sample(n, generator=ema)
     model = ema if ema is not None else model
@@ -299,7 +336,7 @@ def _sample(args) -> int:
     model, ema, payload = load_model(path, args.device)
     seed_everything(args.seed)
     with torch.no_grad():
-        images = _draw(model, ema, args.n, args.mean)
+        images = _draw(model, ema, args.n, args.mean, folder=path.parent)
     title = f"{payload['model_class']} after {payload['epoch']} epochs: {args.n} samples"
     # at least 2 screen pixels per image pixel (3 across the figure, less its margins), at 120
     # dpi; from 4 inches up to 16
