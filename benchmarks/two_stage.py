@@ -33,9 +33,9 @@ from coursekit import results
 from coursekit.data import mnist
 from coursekit.features import accuracy, extract_features, feature_net
 from coursekit.metrics import fid, psnr
-from coursekit.models import GPT, Diffusion, DiffusionConfig, GPTConfig
+from coursekit.models import GPT, Diffusion, DiffusionConfig
 from coursekit.models.vqvae import (VQVAE, VQVAEConfig, code_perplexity, codebook_usage,
-                                    prior_rows, sample_codes)
+                                    prior_config, prior_rows, sample_codes)
 from coursekit.seed import seed_everything
 from coursekit.train import TrainConfig, fit
 
@@ -45,7 +45,6 @@ BITS = 49 * 6         # bits per image that every compressor gets
 VQ = dict(codebook_size=K, code_dim=16, hidden=64)
 ABLATIONS = {"ema + restarts": {}, "ema, no restarts": dict(restart_threshold=0.0),
              "codebook loss, no restarts": dict(codebook_update="loss", restart_threshold=0.0)}
-PRIOR = GPTConfig(vocab_size=K + 10, block_size=49, n_layer=4, n_head=4, n_embd=64)
 
 
 def train_vq(train, epochs: int, seed: int, **options):
@@ -133,7 +132,7 @@ def main(argv=None) -> None:
 
     # ---- stage 2: the GPT prior over the codes
     seed_everything(0)
-    prior = GPT(PRIOR)
+    prior = GPT(prior_config(vq))  # 4 layers of width 64, 74 tokens, context 49
     rows, val_rows = prior_rows(vq, train, y_train), prior_rows(vq, val, full.labels[3500:])
     start = time.process_time()
     history = fit(prior, {"x": rows}, TrainConfig(epochs=args.prior_epochs, batch_size=64,

@@ -162,11 +162,12 @@ def test_cli_trains_and_samples_a_vqvae_with_its_prior(tmp_path, capsys):
     from coursekit.__main__ import main
 
     out = tmp_path / "vq"
-    assert main(["train", "vqvae", "--epochs", "1", "--out", str(out), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert main(["train", "vqvae", "--data", "digits", "--epochs", "1", "--out", str(out),
+                 "--quiet", "--device", "cpu"]) == 0
     assert {"checkpoint.pt", "prior.pt", "samples.png"} <= {p.name for p in out.iterdir()}
     png = tmp_path / "s.png"
     assert main(["sample", str(out), "--n", "10", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     prior, _, payload = load_model(out / "prior.pt")
     assert payload["model_class"] == "GPT" and prior.config.vocab_size == 64 + 10
+    assert prior.config.block_size == 16                     # 8x8 digits: a 4x4 grid

@@ -45,6 +45,7 @@ from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
 
 __all__ = ["VQVAEConfig", "VQVAE", "nearest_code", "straight_through", "ema_update",
+           "prior_config", "train_prior",
            "dead_codes", "code_perplexity", "codebook_usage", "prior_rows", "sample_codes",
            "BOTTLENECKS", "CODEBOOK_UPDATES"]
 
@@ -365,21 +366,37 @@ class VQVAE(TrainableModel):
         """What the code grid can hold: ``h * w * log2 K`` bits."""
         return self.grid[0] * self.grid[1] * math.log2(self.config.codebook_size)
 
+    def attach_prior(self, prior: nn.Module | None) -> None:
+        """Keep ``prior`` (a GPT over ``prior_rows``) for ``sample`` to use; it is not a
+        submodule, so the VQ-VAE's checkpoint does not hold it (the CLI saves it beside)."""
+        object.__setattr__(self, "_prior", prior)
+
+    @property
+    def generative(self) -> bool:
+        """A VQ-VAE draws new images only through a prior over its codes: once one is
+        attached (``attach_prior``)."""
+        return getattr(self, "_prior", None) is not None
+
     @torch.no_grad()
     def sample(self, n: int, *, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, prior: nn.Module | None = None,
                temperature: float = 1.0) -> torch.Tensor:
-        """``n`` images: codes drawn from ``prior`` (a GPT over ``prior_rows``), decoded.
+        """``n`` images: codes drawn from ``prior`` (a GPT over ``prior_rows``; default: the
+        attached one), decoded. ``labels`` default to the classes in turn, 0, 1, 2, ...
 
         Raises:
-            ValueError: no prior was given (a VQ-VAE alone has no distribution over codes).
+            ValueError: no prior (a VQ-VAE alone has no distribution over codes).
         """
+        prior = prior if prior is not None else getattr(self, "_prior", None)
         if prior is None:
             raise ValueError("a VQ-VAE samples through a prior over its codes: pass prior=GPT "
-                             "trained on prior_rows(model, data)")
-        codes = sample_codes(prior, n, self.config.codebook_size, self.grid, labels=labels,
-                             generator=generator, temperature=temperature)
-        return self.decode_codes(codes)
+                             "trained on prior_rows(model, data), or attach_prior(GPT)")
+        K = self.config.codebook_size
+        if labels is None:
+            labels = torch.arange(n) % (prior.config.vocab_size - K)
+        codes = sample_codes(prior, n, K, self.grid, labels=labels, generator=generator,
+                             temperature=temperature)
+        return self.decode_codes(codes.to(next(self.decoder.parameters()).device))
 
 
 # --------------------------------------------------------------------------- the prior
@@ -420,8 +437,36 @@ def sample_codes(prior: nn.Module, n: int, K: int, grid: tuple[int, int], *,
     ids = (labels + K)[:, None].to(device)                                   # (n, 1)
     for _ in range(grid[0] * grid[1]):
         logits = prior(ids)[:, -1, :K].float() / temperature                 # (n, K)
-        probs = logits.softmax(-1).cpu()
+        probs = logits.softmax(-1)
+        if generator is not None:  # draw where the generator lives
+            probs = probs.to(generator.device)
         nxt = torch.multinomial(probs, 1, generator=generator).to(device)    # (n, 1)
         ids = torch.cat([ids, nxt], dim=1)
     prior.train(was)
     return ids[:, 1:].view(n, *grid).cpu()
+
+
+def prior_config(model: VQVAE, num_classes: int = 10):
+    """The GPT prior of Chapter 12 for ``model``'s codes: ``K`` code tokens and one class token
+    per class, a context of ``h * w`` tokens, 4 layers of width 64."""
+    from coursekit.models.gpt import GPTConfig
+
+    return GPTConfig(vocab_size=model.config.codebook_size + num_classes,
+                     block_size=model.grid[0] * model.grid[1], n_layer=4, n_head=4, n_embd=64)
+
+
+def train_prior(model: VQVAE, data, config, checkpoint=None, num_classes: int = 10):
+    """Stage 2: a GPT (``prior_config``) trained by ``fit`` on ``prior_rows`` of ``data`` (an
+    ``ImageDataset`` or ``{"x", "y"}``) with the ``TrainConfig`` ``config`` (its checkpoint
+    replaced by ``checkpoint``); returns the trained GPT."""
+    from dataclasses import replace
+
+    from coursekit.models.gpt import GPT
+    from coursekit.train import fit
+
+    images = data.images if hasattr(data, "images") else data["x"]
+    labels = data.labels if hasattr(data, "labels") else data.get("y")
+    prior = GPT(prior_config(model, num_classes))
+    rows = prior_rows(model, images, labels)
+    ckpt = None if checkpoint is None else str(checkpoint)
+    return fit(prior, {"x": rows}, replace(config, checkpoint=ckpt)).model
