@@ -151,6 +151,10 @@ def _train(args) -> int:
                 resume=args.resume, overwrite=args.overwrite)
     args.epochs = epochs
     result = fit(run.model, run.train, run.config, val_data=run.val)
+    if recipe.model == "VQVAE":  # stage 2 (Chapter 12): the GPT prior over the codes
+        from coursekit.models.vqvae import train_prior
+
+        run.model.attach_prior(train_prior(run.model, run.train, run.config, out / "prior.pt"))
     if not result.is_main:
         return 0  # under torchrun only rank 0 writes and reports
     history = result.history
@@ -260,6 +264,8 @@ def _sample(args) -> int:
         raise _UsageError(f"no checkpoint at {path}: RUN is a folder written by "
                           f"'python -m coursekit train'")
     model, ema, payload = load_model(path, args.device)
+    if payload["model_class"] == "VQVAE":  # its GPT prior, saved beside it (Chapter 12)
+        model.attach_prior(load_model(path.parent / "prior.pt", args.device)[0])
     seed_everything(args.seed)
     if payload["model_class"] == "GPT":
         from coursekit.recipes import prepare_data
