@@ -238,6 +238,9 @@ class Grader:
                         f"case {k + 1}: {protocol._one_line(record.get('error'))}"
                         + (f" ({problems})" if problems else ""))
                 answers[(i, k)] = protocol.decode(record["output"])
+                # a student's call gets time in proportion to what the reference's took
+                specs[i]["cases"][k]["weight"] = round(run.call_seconds.get((i, k), 0.0) + 0.5,
+                                                       3)
                 task, held = exercise.tasks[i], exercise.tasks[i].cases[k].held_out
                 if task.judge:  # a training task: its reference must pass its own judge
                     outcome = protocol.judge_artefact(task.judge, held, record)
