@@ -170,6 +170,7 @@ def test_identify_prefers_metadata_then_file_name():
                           known)[0] == "03_vae"
     assert grade.identify({}, "bob-01_background.ipynb", known)[0] == "01_background"
     assert grade.identify({}, "homework.ipynb", known)[0] is None
+    assert grade.identify({}, "homework.ipynb", known)[1].kind == "not_found"  # a Source
     assert grade.identify({"coursekit": {"exercise": "../etc"}}, "03_vae.ipynb", known)[0] is None
 
 

@@ -50,7 +50,7 @@ from coursekit.grader import protocol
 from coursekit.grader.sandbox import Limits, NoIsolation, isolation, mode, run_notebook
 from coursekit.grader.tasks import SOLUTIONS, Exercise, case, exercise_names, load_exercise
 
-__all__ = ["configure", "run", "Grader", "identify", "read_code_cells", "submission_ids",
+__all__ = ["configure", "run", "Grader", "identify", "Source", "read_code_cells", "submission_ids",
            "NotebookError"]
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
@@ -129,30 +129,47 @@ def read_code_cells(data: bytes) -> tuple[list[str], dict]:
     return cells, metadata
 
 
-def identify(metadata: dict, filename: str, known: list[str]) -> tuple[str | None, str]:
+@dataclass(frozen=True)
+class Source:
+    """How ``identify`` found a submission's exercise, or why it could not: ``kind`` is one of
+    ``SOURCES``; ``str(source)`` is the sentence a report shows."""
+
+    kind: str    # "metadata", "file_name", "flag", "unknown_metadata" or "not_found"
+    text: str    # the sentence, naming the exercise or the file
+
+    def __str__(self) -> str:
+        return self.text
+
+
+SOURCES = ("metadata", "file_name", "flag", "unknown_metadata", "not_found")
+
+
+def identify(metadata: dict, filename: str, known: list[str]) -> tuple[str | None, Source]:
     """The exercise a submission belongs to, and how it was found (or why it was not).
 
     The notebook's ``metadata.coursekit.exercise`` wins; without it, a known exercise name in
     the file name. An unknown name is reported, never guessed.
 
     Example:
-        >>> identify({}, "alice_03_vae.ipynb", ["03_vae"])
-        ('03_vae', 'from the file name')
-        >>> identify({"coursekit": {"exercise": "99_x"}}, "a.ipynb", ["03_vae"])[0] is None
-        True
+        >>> name, source = identify({}, "alice_03_vae.ipynb", ["03_vae"])
+        >>> name, source.kind, str(source)
+        ('03_vae', 'file_name', 'from the file name')
+        >>> identify({"coursekit": {"exercise": "99_x"}}, "a.ipynb", ["03_vae"])[1].kind
+        'unknown_metadata'
     """
     stated = metadata.get("coursekit", {}) if isinstance(metadata.get("coursekit"), dict) else {}
     name = stated.get("exercise")
     if name is not None:
         if isinstance(name, str) and name in known:
-            return name, "from the notebook's metadata"
-        return None, f"the notebook's metadata names an unknown exercise {str(name)[:60]!r}"
+            return name, Source("metadata", "from the notebook's metadata")
+        return None, Source("unknown_metadata", f"the notebook's metadata names an unknown "
+                                                f"exercise {str(name)[:60]!r}")
     matches = [k for k in known if re.search(rf"(^|[^0-9a-z]){re.escape(k)}($|[^0-9a-z])",
                                              Path(filename).stem.lower())]
     if len(matches) == 1:
-        return matches[0], "from the file name"
-    return None, (f"cannot tell which exercise {Path(filename).name!r} is: no coursekit "
-                  "metadata and no exercise name in the file name")
+        return matches[0], Source("file_name", "from the file name")
+    return None, Source("not_found", f"cannot tell which exercise {Path(filename).name!r} is: "
+                                     f"no coursekit metadata and no exercise name in the file name")
 
 
 def submission_ids(paths: list[Path], existing: dict | None = None) -> list[str]:
@@ -302,9 +319,9 @@ class Grader:
             cells, metadata = None, {}
             report["not_graded"] = str(error)
         name, how = identify(metadata, display_path(path), self.known)
-        metadata_unknown = how.startswith("the notebook's metadata names")
-        if name is None and expected_exercise and cells is not None and not metadata_unknown:
-            name, how = expected_exercise, "from --exercise"
+        if name is None and expected_exercise and cells is not None and \
+                how.kind != "unknown_metadata":
+            name, how = expected_exercise, Source("flag", "from --exercise")
         if expected_exercise and name and name != expected_exercise:
             report["not_graded"] = (f"this is a notebook of exercise {name}, not of "
                                     f"{expected_exercise}")
@@ -317,7 +334,7 @@ class Grader:
                                 reference.exercise.tasks]
         if name is None:
             if report["not_graded"] is None:
-                report["not_graded"] = how
+                report["not_graded"] = str(how)
             return
         report["exercise"] = name
         if cells is None:
