@@ -86,7 +86,7 @@ def draw_labelled(labels, per_class: int, seed: int, num_classes: int | None = N
 
 def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_classes: int,
                          levels: torch.Tensor | None = None,
-                         balance: bool = True) -> dict[str, torch.Tensor]:
+                         balance: bool = True, prior=None) -> dict[str, torch.Tensor]:
     """The training data of M2: every image once with ``y = -1`` except the labelled ones.
 
     With ``balance`` the labelled rows are repeated until they are about as many as the
@@ -99,9 +99,12 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
         labelled_index: the rows whose label the learner may see.
         num_classes: K.
         levels: ``(N, C, H, W)`` grey levels for the categorical likelihood, optional.
+        prior: ``(N, K)`` class probabilities per image, optional: M2's empirical-Bayes prior on
+            ``y`` for the unlabelled images (rows are floored at 1e-3 and renormalised, so no
+            class is ruled out).
 
     Returns:
-        ``{"x", "y"}`` (and ``"levels"``) with the repeated rows appended.
+        ``{"x", "y"}`` (and ``"levels"``, ``"prior"``) with the repeated rows appended.
 
     Raises:
         ValueError: lengths differ, labels outside ``0..K-1``, or a class has no labelled row.
@@ -120,6 +123,14 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
     data = {"x": images[rows], "y": y[rows]}
     if levels is not None:
         data["levels"] = levels[rows]
+    if prior is not None:
+        prior = torch.as_tensor(np.asarray(prior), dtype=torch.float32)
+        if prior.shape != (len(images), num_classes) or not torch.isfinite(prior).all() \
+                or (prior < 0).any():
+            raise ValueError(f"prior must be ({len(images)}, {num_classes}) non-negative "
+                             f"probabilities, got shape {tuple(prior.shape)}")
+        prior = prior.clamp_min(1e-3)
+        data["prior"] = (prior / prior.sum(1, keepdim=True))[rows]
     return data
 
 

@@ -39,7 +39,8 @@ from coursekit.models.layers import check_batch
 from coursekit.models.base import TrainableModel
 
 __all__ = ["SEGMENTS", "SEVEN_SEGMENT", "unseen_splits", "harmonic_mean", "gzsl_scores",
-           "dap_predict", "AttributeVAEConfig", "AttributeVAE"]
+           "dap_scores", "dap_predict", "stacking_gamma", "calibrated_stacking",
+           "AttributeVAEConfig", "AttributeVAE"]
 
 SEGMENTS = ("a", "b", "c", "d", "e", "f", "g")  # top, upper right, lower right, bottom,
 #                                                  lower left, upper left, middle
@@ -127,22 +128,22 @@ def _check_zsl(labels: np.ndarray, unseen, attributes: np.ndarray) -> None:
                          f"training sees only the seen classes")
 
 
-def dap_predict(train_x, train_labels, test_x, unseen, attributes=SEVEN_SEGMENT,
-                C: float = 1.0) -> np.ndarray:
-    """Direct attribute prediction (Lampert et al. 2009) among all classes.
+def dap_scores(train_x, train_labels, test_x, unseen, attributes=SEVEN_SEGMENT,
+               C: float = 1.0, priors: bool = True) -> np.ndarray:
+    """Direct attribute prediction (Lampert et al. 2009): the log score of every class, ``(M, K)``.
 
-    One logistic regression per attribute on the seen classes' images; a test image's score for
-    class ``c`` is ``sum_m log p(a_m = a_m^c | x)`` (a uniform prior over classes and attribute
-    values). An attribute that is constant over the seen classes cannot be learned; its
-    probability is that constant, softened to ``0.99``.
+    One logistic regression per attribute on the seen classes' images. Lampert et al.'s rule is
+    ``p(c | x) ∝ prod_m p(a_m^c | x) / p(a_m^c)``: each attribute posterior is divided by the
+    attribute's prior, estimated here as its frequency over the training images (clipped to
+    ``[0.01, 0.99]``). Without the division (``priors=False``) a class whose code agrees with
+    the common values of the seen classes is favoured. An attribute that is constant over the
+    seen classes cannot be learned; its probability is that constant, softened to ``0.99``.
 
     Args:
         train_x: ``(N, D)`` features of seen-class images. train_labels: ``(N,)`` their classes.
         test_x: ``(M, D)``. unseen: the classes without training images.
         attributes: ``(K, A)`` binary codes, one row per class.
-
-    Returns:
-        ``(M,)`` predicted classes in ``0..K-1``.
+        priors: divide by the attribute priors (Lampert et al.), or not.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -162,7 +163,48 @@ def dap_predict(train_x, train_labels, test_x, unseen, attributes=SEVEN_SEGMENT,
         log_p1[:, m] = clf.predict_log_proba(test_x)[:, 1]
     p1 = np.clip(np.exp(log_p1), 1e-6, 1 - 1e-6)
     scores = np.log(p1) @ attributes.T + np.log1p(-p1) @ (1 - attributes).T  # (M, K)
-    return scores.argmax(1)
+    if priors:
+        prior1 = np.clip(targets.mean(0), 0.01, 0.99)                     # (A,) p(a_m = 1)
+        scores = scores - (np.log(prior1) @ attributes.T + np.log1p(-prior1) @ (1 - attributes).T)
+    return scores
+
+
+def dap_predict(train_x, train_labels, test_x, unseen, attributes=SEVEN_SEGMENT,
+                C: float = 1.0, priors: bool = True) -> np.ndarray:
+    """The class of highest DAP score (``dap_scores``) for every test row, ``(M,)``."""
+    return dap_scores(train_x, train_labels, test_x, unseen, attributes, C, priors).argmax(1)
+
+
+def stacking_gamma(scores, unseen, unseen_share: float) -> float:
+    """The calibration constant of calibrated stacking (Chao et al. 2016), chosen without labels.
+
+    Subtracting ``gamma`` from every seen class's score moves predictions to unseen classes;
+    ``gamma`` is the smallest value for which a share ``unseen_share`` of the rows of ``scores``
+    (unlabelled images, e.g. the validation split) is predicted unseen: the
+    ``unseen_share``-quantile of (best seen score - best unseen score).
+
+    Example:
+        >>> s = np.array([[2.0, 0.0], [1.0, 0.5], [3.0, 0.0], [0.0, 1.0]])
+        >>> stacking_gamma(s, unseen=[1], unseen_share=0.5)
+        1.25
+    """
+    scores = np.asarray(scores, np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be (M, K), got shape {scores.shape}")
+    if not 0.0 < unseen_share < 1.0:
+        raise ValueError(f"unseen_share must lie in (0, 1), got {unseen_share}")
+    is_unseen = np.isin(np.arange(scores.shape[1]), list(unseen))
+    if is_unseen.all() or not is_unseen.any():
+        raise ValueError(f"unseen must name some but not all of the {scores.shape[1]} classes")
+    margin = scores[:, ~is_unseen].max(1) - scores[:, is_unseen].max(1)   # (M,)
+    return float(np.quantile(margin, unseen_share))
+
+
+def calibrated_stacking(scores, unseen, gamma: float) -> np.ndarray:
+    """Predictions after subtracting ``gamma`` from the seen classes' scores, ``(M,)``."""
+    scores = np.asarray(scores, np.float64)
+    is_unseen = np.isin(np.arange(scores.shape[1]), list(unseen))
+    return (scores - gamma * ~is_unseen).argmax(1)
 
 
 @dataclass
