@@ -219,7 +219,7 @@ def zero_shot(unseen: tuple[int, ...], epochs: int, per_class: int = 100) -> dic
     vae = AttributeVAE(AttributeVAEConfig())
     fit(vae, {"x": tr.images[seen], "levels": tr.levels[seen], "a": codes[y[seen]]},
         TrainConfig(epochs=epochs, batch_size=64, seed=0, device="cpu"))
-    synthetic = _np(vae.sample(codes[list(unseen)], per_class).flatten(1))
+    synthetic = _np(vae.sample(per_class, codes=codes[list(unseen)]).flatten(1))
     clf = LogisticRegression(max_iter=2000).fit(
         np.concatenate([x[seen], synthetic]),
         np.concatenate([y[seen], np.repeat(unseen, per_class)]))

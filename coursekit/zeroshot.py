@@ -21,22 +21,19 @@ information, here which of the seven segments of a calculator display it lights:
 Generalised zero-shot evaluation (Xian et al. 2018) predicts among *all* classes and reports the
 per-class mean accuracy on seen-class and on unseen-class test images and their harmonic mean
 ``H = 2 s u / (s + u)``, which is high only when both are.
+
+The attribute VAE (``AttributeVAE``) lives in ``coursekit.models.attribute_vae`` with the other
+models ``fit`` trains; it is re-exported here.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
-from coursekit.losses import gaussian_kl, log_categorical
-from coursekit.models.layers import check_batch
-from coursekit.models.base import TrainableModel
+from coursekit.models.attribute_vae import AttributeVAE, AttributeVAEConfig
 
 __all__ = ["SEGMENTS", "SEVEN_SEGMENT", "unseen_splits", "harmonic_mean", "gzsl_scores",
            "dap_scores", "dap_predict", "stacking_gamma", "calibrated_stacking",
@@ -205,113 +202,3 @@ def calibrated_stacking(scores, unseen, gamma: float) -> np.ndarray:
     scores = np.asarray(scores, np.float64)
     is_unseen = np.isin(np.arange(scores.shape[1]), list(unseen))
     return (scores - gamma * ~is_unseen).argmax(1)
-
-
-@dataclass
-class AttributeVAEConfig:
-    data_shape: tuple[int, ...] = (1, 8, 8)  # one image (C, H, W)
-    num_attributes: int = 7          # length of the attribute code a
-    latent_dim: int = 8              # size of z (the style: slant, thickness, position)
-    hidden: int = 256                # MLP width
-    num_levels: int = 17             # categorical likelihood over grey levels (digits: 0..16)
-    additive: bool = True            # the code adds a learned picture per attribute to the
-    #                                  decoder's logits, so unseen codes compose seen strokes
-
-    def __post_init__(self):
-        self.data_shape = tuple(int(s) for s in self.data_shape)
-
-
-class AttributeVAE(TrainableModel):
-    """A VAE conditioned on an attribute code: ``q(z|x, a)``, ``p(x|z, a)``, categorical
-    likelihood over grey levels. A batch holds ``x``, ``levels`` (optional) and ``a`` (B, A).
-
-    With ``additive`` the decoder's logits are ``f(z, a) + sum_m a_m W_m``: every segment owns a
-    learned picture of logits, so a code never seen in training (an unseen digit) still lights
-    the strokes it names.
-
-    Example:
-        >>> _ = torch.manual_seed(0)
-        >>> vae = AttributeVAE(AttributeVAEConfig(hidden=32))
-        >>> a = torch.tensor(SEVEN_SEGMENT[:3], dtype=torch.float32)
-        >>> vae.sample(a, n=2).shape
-        torch.Size([6, 1, 8, 8])
-    """
-    config_class = AttributeVAEConfig
-    PHASES = ("vae",)
-
-    def __init__(self, config: AttributeVAEConfig | None = None):
-        super().__init__()
-        self.config = c = config or AttributeVAEConfig()
-        d = math.prod(c.data_shape)
-        self.num_pixels = d
-        self.encoder = nn.Sequential(nn.Linear(d + c.num_attributes, c.hidden), nn.LeakyReLU(),
-                                     nn.Linear(c.hidden, c.hidden), nn.LeakyReLU(),
-                                     nn.Linear(c.hidden, 2 * c.latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(c.latent_dim + c.num_attributes, c.hidden),
-                                     nn.LeakyReLU(), nn.Linear(c.hidden, c.hidden),
-                                     nn.LeakyReLU(), nn.Linear(c.hidden, d * c.num_levels))
-        self.strokes = nn.Linear(c.num_attributes, d * c.num_levels, bias=False) \
-            if c.additive else None
-
-    def decode(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, L, D)`` of ``p(x|z, a)``."""
-        out = self.decoder(torch.cat([z, a], 1))                              # (B, D * L)
-        if self.strokes is not None:
-            out = out + self.strokes(a)
-        return out.view(len(z), self.num_pixels, self.config.num_levels).transpose(1, 2)
-
-    def negative_elbo(self, batch: dict) -> torch.Tensor:
-        """One-sample ``-ELBO`` per example, ``(B,)``, in nats."""
-        c = self.config
-        x, a = batch["x"], batch["a"].to(batch["x"].dtype)
-        check_batch(x, c.data_shape, "the attribute VAE")
-        if a.shape != (len(x), c.num_attributes):
-            raise ValueError(f"a must be (B, {c.num_attributes}) for {len(x)} images, got "
-                             f"{tuple(a.shape)}")
-        levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(x * (c.num_levels - 1)).long()
-        mu, logvar = self.encoder(torch.cat([x.flatten(1), a], 1)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)               # (B, latent)
-        rec = -log_categorical(levels.reshape(len(x), -1), self.decode(z, a))
-        return rec + gaussian_kl(mu, logvar)
-
-    @torch.no_grad()
-    def sample(self, codes: torch.Tensor, n: int, mean: bool = False) -> torch.Tensor:
-        """``n`` images per code row, ``(len(codes) * n, C, H, W)`` in ``[0, 1]``: grey levels
-        drawn from ``p(x|z, a)`` with ``z ~ N(0, I)``, or the decoder's mean level."""
-        c = self.config
-        was_training = self.training
-        self.eval()
-        a = codes.float().repeat_interleave(n, 0)                             # (K * n, A)
-        z = torch.randn(len(a), c.latent_dim, device=a.device)
-        probs = self.decode(z, a).softmax(1)                                   # (K * n, L, D)
-        if mean:
-            grid = torch.arange(c.num_levels, device=a.device, dtype=probs.dtype)
-            levels = torch.einsum("bld,l->bd", probs, grid)
-        else:
-            flat = probs.transpose(1, 2).reshape(-1, c.num_levels)
-            levels = torch.multinomial(flat, 1).view(len(a), -1).float()
-        self.train(was_training)
-        return (levels / (c.num_levels - 1)).view(len(a), *c.data_shape)
-
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("vae",)
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"vae": list(self.parameters())}
-
-    def ema_module(self) -> nn.Module:
-        return self
-
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        if phase != "vae":
-            raise ValueError(f"unknown phase {phase!r}; the attribute VAE has one phase, 'vae'")
-        value = self.negative_elbo(batch).mean()
-        return value, {"neg_elbo": value.detach()}
-
-    def evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
-        return {"neg_elbo": self.negative_elbo(batch)}
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

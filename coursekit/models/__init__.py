@@ -9,7 +9,9 @@ course's image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for f
 2-D toy data of Chapter 4).
 """
 
+from coursekit.models.attribute_vae import AttributeVAE, AttributeVAEConfig
 from coursekit.models.base import MODEL_REGISTRY, TrainableModel, model_class
+from coursekit.models.contrastive import ContrastiveConfig, ContrastiveEncoder
 from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.gan import GAN, Discriminator, GANConfig, Generator
 from coursekit.models.gpt import GPT, GPTConfig
@@ -21,5 +23,6 @@ from coursekit.models.vae import VAE, VAEConfig
 MODEL_CLASSES = MODEL_REGISTRY
 
 __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "M2", "M2Config",
-           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES",
+           "GPT", "GPTConfig", "ContrastiveEncoder", "ContrastiveConfig", "AttributeVAE",
+           "AttributeVAEConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES",
            "MODEL_REGISTRY", "TrainableModel", "model_class"]
