@@ -32,8 +32,9 @@ uses k=10 (no validation split is set aside).
 The committed ``benchmarks/results/few_labels.json`` was measured with a reduced budget on a
 CPU shared with other jobs (its ``budget`` field says which):
 
-    OMP_NUM_THREADS=1 python benchmarks/few_labels.py --epochs 20 --draws 10 --draws-10 3 \
-        --draws-plain 3 --zsl-splits 30 --mnist-epochs 0 --jobs 3
+    OMP_NUM_THREADS=1 python benchmarks/few_labels.py --epochs 10 --draws 6 --draws-10 3 \
+        --draws-plain 2 --zsl-splits 12 --simclr-epochs 60 --vae-epochs 40 --mnist-epochs 0 \
+        --jobs 6
 
 Last line: ``m2_acc_10=… spreading_acc_10=… cc_acc_10=… m2_acc_1=… spreading_acc_1=… cc_acc_1=…
 probe_gain_1=… zsl_gen_h=… zsl_dap_cal_h=…``.
@@ -281,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="unseen triples, evenly spaced over the 120")
     parser.add_argument("--zsl-epochs", type=int, default=15)
     parser.add_argument("--mnist-epochs", type=int, default=5, help="0: skip MNIST")
+    parser.add_argument("--simclr-epochs", type=int, default=100)
+    parser.add_argument("--vae-epochs", type=int, default=60, help="M1's VAE for the probe")
     parser.add_argument("--jobs", type=int, default=6, help="worker processes")
     parser.add_argument("--quick", action="store_true", help="a smoke test: tiny settings")
     parser.add_argument("--no-write", action="store_true", help="do not write the results file")
@@ -317,8 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         plain_1 = {d: pool.submit(m2_digits, 1, d, M2_DIGITS, args.epochs)
                    for d in range(args.draws_plain)}
         zsl = [pool.submit(zero_shot, s, args.zsl_epochs) for s in splits]
-        probe_job = pool.submit(probes, args.draws, 2 if args.quick else 100,
-                                2 if args.quick else 60)
+        probe_job = pool.submit(probes, args.draws, 2 if args.quick else args.simclr_epochs,
+                                2 if args.quick else args.vae_epochs)
         mnist_job = pool.submit(mnist_100, args.mnist_epochs) if args.mnist_epochs else None
         val = {a: job.result()["val"] for a, job in sweep.items()}
         alpha = max(ALPHAS, key=lambda a: (val[a], -a))  # ties: the smaller alpha
@@ -434,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
             "few_labels", figures, seeds=sorted(set(d1) | set(d10)),
             budget=(f"{args.epochs} M2 epochs; {args.draws} draws at 1 label/class, "
                     f"{args.draws_10} at 10; {args.draws_plain} draws of M2 without the prior; "
-                    f"{len(splits)} zero-shot splits x {args.zsl_epochs} epochs; MNIST "
+                    f"{len(splits)} zero-shot splits x {args.zsl_epochs} epochs; SimCLR "
+                    f"{args.simclr_epochs} and M1 {args.vae_epochs} epochs; MNIST "
                     f"{args.mnist_epochs} epochs (0: skipped)"),
             extra=extra)
     print(" ".join(f"{k}={v:.4f}" for k, v in figures.items()))
