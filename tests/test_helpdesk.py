@@ -1,11 +1,10 @@
 """Tests of the Python help desk (coursekit.text.helpdesk) and the ``ask`` command."""
 
-import doctest
 import json
+import sys
 
 import pytest
 
-import coursekit.text.helpdesk
 from coursekit.__main__ import main
 from coursekit.text.helpdesk import (DECLINE, HelpDesk, grounding_rate, load_questions,
                                      split_sentences)
@@ -14,10 +13,6 @@ from coursekit.text.helpdesk import (DECLINE, HelpDesk, grounding_rate, load_que
 @pytest.fixture(scope="module")
 def desk():
     return HelpDesk.calibrated()
-
-
-def test_doctests():
-    assert doctest.testmod(coursekit.text.helpdesk).failed == 0
 
 
 @pytest.mark.parametrize("question", ["asdf qwerty zxcv", "blorp fizzle wug snarf",
@@ -93,18 +88,20 @@ def test_ask_command_rejects_an_empty_question(capsys):
 
 
 @pytest.mark.slow
-def test_text_benchmark_quick_run_ends_with_the_issue_keys(capsys):
+def test_text_benchmark_quick_run_ends_with_the_issue_keys(capsys, monkeypatch):
     import importlib.util
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "text.py"
     spec = importlib.util.spec_from_file_location("bench_text", path)
     bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_text", bench)  # its workers unpickle functions
     spec.loader.exec_module(bench)
     figures = bench.main(["--quick"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert [kv.split("=")[0] for kv in last.split()] == [
-        "gpt_bpc_chapter", "ngram_bpc", "best_bpc", "helpdesk_topic_acc", "grounding", "decline"]
+        "gpt_bpc_chapter", "ngram_bpc", "best_bpc", "helpdesk_topic_acc", "grounding", "decline",
+        "decline_near"]
     assert figures["best_bpc"] <= figures["ngram_bpc"] + 0.05   # w is chosen on dev, not val
 
 

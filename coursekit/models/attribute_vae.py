@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coursekit.losses import gaussian_kl, log_categorical
+from coursekit.data.levels import to_levels
+from coursekit.losses import gaussian_kl, log_categorical, reparameterize
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
+from coursekit.utils import eval_mode
 
 __all__ = ["AttributeVAEConfig", "AttributeVAE"]
 
@@ -81,9 +83,9 @@ class AttributeVAE(TrainableModel):
                              f"{tuple(a.shape)}")
         levels = batch.get("levels")
         if levels is None:
-            levels = torch.round(x * (c.num_levels - 1)).long()
+            levels = to_levels(x, c.num_levels)
         mu, logvar = self.encoder(torch.cat([x.flatten(1), a], 1)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)               # (B, latent)
+        z = reparameterize(mu, logvar)                                        # (B, latent)
         rec = -log_categorical(levels.reshape(len(x), -1), self.decode(z, a))
         return rec + gaussian_kl(mu, logvar)
 
@@ -92,26 +94,30 @@ class AttributeVAE(TrainableModel):
                generator: torch.Generator | None = None, codes: torch.Tensor | None = None,
                mean: bool = False) -> torch.Tensor:
         """``n`` images per row of ``codes`` (K, A), ``(K * n, C, H, W)`` in ``[0, 1]``: grey levels
-        drawn from ``p(x|z, a)`` with ``z ~ N(0, I)``, or the decoder's mean level. The model
-        is conditioned on attribute codes, not class labels: pass ``codes``."""
+        drawn from ``p(x|z, a)`` with ``z ~ N(0, I)``, or the decoder's mean level. Without
+        ``codes``, ``n`` images of ``n`` random binary codes (drawn with ``generator``). The model
+        is conditioned on attribute codes, not class labels: ``labels`` is refused."""
         c = self.config
-        if labels is not None or codes is None:
+        if labels is not None:
             raise ValueError("the attribute VAE samples from attribute codes: pass codes=(K, A), "
                              "not labels")
+        device = next(self.parameters()).device
+        if codes is None:
+            codes = torch.randint(0, 2, (n, c.num_attributes), generator=generator).to(device)
+            n = 1
         if codes.ndim != 2 or codes.shape[1] != c.num_attributes:
             raise ValueError(f"codes must be (K, {c.num_attributes}), got {tuple(codes.shape)}")
-        was_training = self.training
-        self.eval()
-        a = codes.float().repeat_interleave(n, 0)                             # (K * n, A)
-        z = torch.randn(len(a), c.latent_dim, device=a.device, generator=generator)
-        probs = self.decode(z, a).softmax(1)                                   # (K * n, L, D)
-        if mean:
-            grid = torch.arange(c.num_levels, device=a.device, dtype=probs.dtype)
-            levels = torch.einsum("bld,l->bd", probs, grid)
-        else:
-            flat = probs.transpose(1, 2).reshape(-1, c.num_levels)
-            levels = torch.multinomial(flat, 1, generator=generator).view(len(a), -1).float()
-        self.train(was_training)
+        with eval_mode(self):
+            a = codes.float().repeat_interleave(n, 0)                         # (K * n, A)
+            z = torch.randn(len(a), c.latent_dim, device=a.device, generator=generator)
+            probs = self.decode(z, a).softmax(1)                               # (K * n, L, D)
+            if mean:
+                grid = torch.arange(c.num_levels, device=a.device, dtype=probs.dtype)
+                levels = torch.einsum("bld,l->bd", probs, grid)
+            else:
+                flat = probs.transpose(1, 2).reshape(-1, c.num_levels)
+                levels = torch.multinomial(flat, 1, generator=generator).view(len(a), -1)
+        levels = levels.float()
         return (levels / (c.num_levels - 1)).view(len(a), *c.data_shape)
 
     def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:

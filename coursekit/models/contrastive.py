@@ -1,7 +1,7 @@
 """SimCLR-style contrastive learning on small images: the InfoNCE (NT-Xent) loss and an encoder
 trained with it through ``coursekit.train.fit`` (Chapter 6).
 
-The pretext task: two random views of each image (``coursekit.fewlabels.augment_digits``), and
+The pretext task: two random views of each image (``coursekit.data.augment.augment_digits``), and
 each view must pick out its partner among all views of the batch by cosine similarity (van den
 Oord et al. 2018; Chen et al. 2020). The representation a probe reads is the encoder's output
 ``h``, not the projection ``g(h)`` the loss sees.
@@ -16,8 +16,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.augment import augment_digits
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
+from coursekit.utils import eval_mode
 
 __all__ = ["info_nce", "ContrastiveConfig", "ContrastiveEncoder"]
 
@@ -72,23 +74,20 @@ class ContrastiveEncoder(TrainableModel):
         >>> model.represent(torch.rand(5, 1, 8, 8)).shape
         torch.Size([5, 8])
     """
+    PHASES = ("contrastive",)     # one optimiser over encoder and head
     config_class = ContrastiveConfig
-    PHASES = ("contrastive",)
 
     def __init__(self, config: ContrastiveConfig | None = None):
         super().__init__()
         self.config = c = config or ContrastiveConfig()
-        d = math.prod(c.data_shape)
         self.encoder = nn.Sequential(
-            nn.Flatten(), nn.Linear(d, c.hidden), nn.BatchNorm1d(c.hidden), nn.ReLU(),
+            nn.Flatten(), nn.Linear(math.prod(c.data_shape), c.hidden), nn.BatchNorm1d(c.hidden), nn.ReLU(),
             nn.Linear(c.hidden, c.hidden), nn.BatchNorm1d(c.hidden), nn.ReLU(),
             nn.Linear(c.hidden, c.features))
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(c.features, c.hidden), nn.ReLU(),
                                   nn.Linear(c.hidden, c.projection))
 
     def _view(self, x: torch.Tensor) -> torch.Tensor:
-        from coursekit.fewlabels import augment_digits  # the chapter's augmentations
-
         c = self.config
         return augment_digits(x, c.max_degrees, c.max_shift, noise=c.noise)
 
@@ -96,11 +95,9 @@ class ContrastiveEncoder(TrainableModel):
     def represent(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The representation ``h`` of each image, ``(B, features)``, in eval mode."""
         check_batch(x, self.config.data_shape, "the contrastive encoder")
-        was_training = self.training
-        self.eval()
-        h = torch.cat([self.encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        self.train(was_training)
-        return h
+        with eval_mode(self):
+            return torch.cat([self.encoder(x[i:i + batch_size])
+                              for i in range(0, len(x), batch_size)])
 
     def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         x = batch["x"]
