@@ -30,14 +30,16 @@ computed in float64 too, so that small noise levels keep their precision).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.levels import to_levels
 from coursekit.models.layers import check_batch
 from coursekit.models.base import TrainableModel
+from coursekit.utils import eval_mode
 
 __all__ = ["DiffusionConfig", "Denoiser", "Diffusion", "make_betas", "timestep_embedding",
            "discretized_gaussian_log_likelihood", "SCHEDULES", "OBJECTIVES", "METHODS"]
@@ -378,7 +380,8 @@ class Diffusion(TrainableModel):
         b = x0.shape[0]
         y = batch.get("y") if self.config.num_classes else None
         if y is not None:
-            self._check_labels(y, b)
+            if not self.training:  # training data was checked once, by check_data
+                self._check_labels(y, b)
             if self.training and self.config.label_dropout > 0:
                 drop = torch.rand(b, device=x0.device) < self.config.label_dropout
                 y = torch.where(drop, torch.full_like(y, self.config.num_classes), y)
@@ -438,9 +441,7 @@ class Diffusion(TrainableModel):
         if not self.config.num_levels:
             raise ValueError("nll_bound needs discrete data: set num_levels in the config")
         levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
-        return levels
+        return to_levels(batch["x"], self.config.num_levels) if levels is None else levels
 
     def nll_bound(self, batch: dict, t_samples: int | None = 1, endpoint: int = 1) -> torch.Tensor:
         """The variational bound on ``-log P(levels)``, nats per example ``(B,)``:
@@ -504,7 +505,8 @@ class Diffusion(TrainableModel):
         return sorted(chosen, reverse=True)
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 50, method: str | None = None, eta: float | None = None,
+    def sample(self, n: int, *, steps: int = 50, method: str | None = None,
+               eta: float | None = None,
                guidance: float = 0.0, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, snap: bool = False,
                x_T: torch.Tensor | None = None, unconditional: bool = False,
@@ -542,8 +544,13 @@ class Diffusion(TrainableModel):
         elif self.config.num_classes and labels is None:
             labels = torch.arange(n, device=device) % self.config.num_classes
         self._check_labels(labels, n)
-        was_training = self.training
-        self.eval()
+        with eval_mode(self):
+            x = self._sample_loop(n, steps, method, eta, guidance, labels, generator, snap, x_T,
+                                  grid)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _sample_loop(self, n, steps, method, eta, guidance, labels, generator, snap, x_T, grid):
+        device = self._device()
         if x_T is None:
             x = torch.randn(n, *self.config.data_shape, generator=generator, device=device)
         else:
@@ -567,8 +574,7 @@ class Diffusion(TrainableModel):
                 x0, eps = self.predict(x, torch.full((n,), t, device=device), labels, guidance,
                                        snap)
                 x = self._ddim_step(x0, eps, t, t_prev, eta, generator)
-        self.train(was_training)
-        return ((x + 1) / 2).clamp(0, 1)
+        return x
 
     def _ddim_step(self, x0, eps, t: int, t_prev: int, eta: float, generator=None):
         """Song et al. (2021), eq. 12: ``x_{t'} = sqrt(ab') x0 + sqrt(1 - ab' - s^2) eps + s z``,
@@ -582,18 +588,13 @@ class Diffusion(TrainableModel):
         return x
 
     # --------------------------------------------------------------------- the engine's protocol
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("diffusion",)
+    def check_data(self, data: dict) -> None:
+        """The labels, once before training, instead of at every step (which syncs a GPU)."""
+        check_batch(data["x"], self.config.data_shape, "the diffusion model")
+        if self.config.num_classes:
+            self._check_labels(data.get("y"), len(data["x"]))
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"diffusion": list(self.parameters())}
-
-    def ema_module(self) -> nn.Module:
-        return self
-
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        if phase != "diffusion":
-            raise ValueError(f"unknown phase {phase!r}; a diffusion model has one, 'diffusion'")
+    def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         loss = self.losses(batch).mean()
         return loss, {"loss": loss.detach()}
 
@@ -604,6 +605,3 @@ class Diffusion(TrainableModel):
         if not self.is_flow and self.config.num_levels:
             out["nll_bound"] = self.nll_bound(batch, t_samples=1)
         return out
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

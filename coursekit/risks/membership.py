@@ -27,18 +27,18 @@ def _losses(name: str, values) -> np.ndarray:
 def loss_threshold_auroc(member_losses, nonmember_losses) -> float:
     """AUROC of the attack "member when the loss is low": the probability that a random member has
     a lower loss than a random non-member, ties counting one half (scikit-learn's
-    ``roc_auc_score`` with the negated loss as the score).
+    ``roc_auc_score`` with the negated loss as the score; ``coursekit.metrics.auroc``).
 
     Example:
         >>> loss_threshold_auroc([0.1, 0.2], [0.3, 0.4]), loss_threshold_auroc([1, 2], [1, 2])
         (1.0, 0.5)
     """
-    from sklearn.metrics import roc_auc_score
+    from coursekit.metrics.classification import auroc
 
     members = _losses("member_losses", member_losses)
     others = _losses("nonmember_losses", nonmember_losses)
     labels = np.r_[np.ones(members.size), np.zeros(others.size)]
-    return float(roc_auc_score(labels, -np.r_[members, others]))
+    return auroc(-np.r_[members, others], labels)
 
 
 def tpr_at_fpr(member_losses, nonmember_losses, fpr: float) -> float:
