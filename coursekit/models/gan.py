@@ -120,8 +120,7 @@ class GAN(TrainableModel):
     PHASES = ('discriminator', 'generator')
 
     def __init__(self, config: GANConfig | None = None):
-        super().__init__()
-        self.config = config or GANConfig()
+        super().__init__(config or GANConfig())
         self.generator = Generator(self.config)
         self.discriminator = Discriminator(self.config)
 

@@ -167,8 +167,8 @@ class VAE(TrainableModel):
     PHASES = ("vae",)
 
     def __init__(self, config: VAEConfig | None = None):
-        super().__init__()
-        self.config = c = config or VAEConfig()
+        super().__init__(config or VAEConfig())
+        c = self.config
         self.likelihood = likelihood(c.likelihood, c.num_levels)  # p(x|z), an object
         if c.arch == "conv" and len(c.data_shape) != 3:
             raise ValueError(f"the conv VAE needs images (C, H, W), got data_shape {c.data_shape}")
