@@ -53,6 +53,11 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
 
     Raises:
         ValueError: lengths differ, labels outside ``0..K-1``, or a class has no labelled row.
+
+    Example:
+        >>> data = semi_supervised_data(torch.rand(6, 1, 8, 8), [0, 1, 0, 1, 0, 1], [0, 1], 2)
+        >>> data["y"].tolist()  # 4 unlabelled rows, the 2 labelled ones repeated twice
+        [0, 1, -1, -1, -1, -1, 0, 1]
     """
     labels = torch.as_tensor(to_numpy(labels))
     if len(labels) != len(images) or (levels is not None and len(levels) != len(images)):
