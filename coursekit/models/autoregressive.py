@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coursekit.data.levels import to_levels
 from coursekit.losses import log_categorical
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
@@ -100,7 +101,7 @@ class Autoregressive(TrainableModel):
     def _levels(self, batch: dict) -> torch.Tensor:
         levels = batch.get("levels")
         if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
+            levels = to_levels(batch["x"], self.config.num_levels)
         return levels
 
     def log_prob(self, batch: dict, check_range: bool = True) -> torch.Tensor:

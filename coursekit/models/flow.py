@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.levels import to_levels
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
 
@@ -300,7 +301,7 @@ class Flow(TrainableModel):
     def _levels(self, batch: dict) -> torch.Tensor:
         levels = batch.get("levels")
         if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
+            levels = to_levels(batch["x"], self.config.num_levels)
         return levels
 
     def nll_bound(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
