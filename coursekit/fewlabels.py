@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.augment import augment_digits
 from coursekit.data.labels import check_labels, draw_labelled
 from coursekit.models.layers import check_batch
 from coursekit.utils import eval_mode, to_numpy
@@ -71,43 +72,6 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
 
 
 # ------------------------------------------------------------------------------ augmentation
-
-def augment_digits(x: torch.Tensor, max_degrees: float = 15.0, max_shift: float = 1.0,
-                   scale: tuple[float, float] = (0.85, 1.15), noise: float = 0.05,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random view of each small digit image, ``(B, C, H, W) -> (B, C, H, W)`` in ``[0, 1]``.
-
-    What keeps a digit's identity at 8x8: a small rotation (``max_degrees``; not 180, which turns
-    6 into 9), a shift of about a pixel, a zoom in ``scale``, and a little pixel noise. No flips
-    (a mirrored 2 or 3 is not a digit) and no colour changes (there is one channel). One random
-    affine map per image, applied by bilinear resampling.
-
-    Example:
-        >>> x = torch.rand(4, 1, 8, 8)
-        >>> g = torch.Generator().manual_seed(0)
-        >>> augment_digits(x, generator=g).shape
-        torch.Size([4, 1, 8, 8])
-    """
-    if x.ndim != 4:
-        raise ValueError(f"augment_digits expects images (B, C, H, W), got {tuple(x.shape)}")
-    b, _, h, w = x.shape
-
-    def uniform(low, high):
-        return low + (high - low) * torch.rand(b, generator=generator).to(x.device)
-
-    angle = uniform(-max_degrees, max_degrees) * math.pi / 180.0          # (B,)
-    zoom = uniform(*scale)                                                 # (B,)
-    # translations in the normalised coordinates of affine_grid: 2 / side per pixel
-    tx, ty = uniform(-max_shift, max_shift) * 2 / w, uniform(-max_shift, max_shift) * 2 / h
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1),
-                         torch.stack([sin, cos, ty], 1)], 1).to(x.dtype)  # (B, 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if noise > 0:
-        out = out + noise * torch.randn(out.shape, generator=generator).to(x.device)
-    return out.clamp(0, 1)
-
 
 # ------------------------------------------------------------------------ contrastive learning
 

@@ -99,6 +99,10 @@ RECIPES: dict[str, Recipe] = {
                   {"block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 128},
                   {"epochs": 3, "batch_size": 32, "lr": 3e-3, "grad_clip": 1.0,
                    "drop_last": True}, data="text", images=False),
+    "vqvae": Recipe("VQVAE", "VQ-VAE (van den Oord et al. 2017), then a class-conditional GPT "
+                    "prior over its codes, saved as prior.pt (Chapter 12)",
+                    {"codebook_size": 64, "code_dim": 16, "hidden": 64},
+                    {"lr": 2e-3, "epochs": 12}, data="mnist", labels=True),
 }
 
 
@@ -149,6 +153,8 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
         fields.setdefault("num_levels", dataset.num_levels)
     if recipe.model == "ContrastiveEncoder":
         fields.pop("num_levels", None)
+    if recipe.model == "VQVAE" and min(fields["data_shape"][1:]) < 16:
+        fields.setdefault("downsample", 1)  # 8x8 digits: a 4x4 grid of codes
     return cls(config_cls(**fields))
 
 

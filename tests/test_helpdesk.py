@@ -1,11 +1,9 @@
 """Tests of the Python help desk (coursekit.text.helpdesk) and the ``ask`` command."""
 
-import doctest
 import json
 
 import pytest
 
-import coursekit.text.helpdesk
 from coursekit.__main__ import main
 from coursekit.text.helpdesk import (DECLINE, HelpDesk, grounding_rate, load_questions,
                                      split_sentences)
@@ -14,10 +12,6 @@ from coursekit.text.helpdesk import (DECLINE, HelpDesk, grounding_rate, load_que
 @pytest.fixture(scope="module")
 def desk():
     return HelpDesk.calibrated()
-
-
-def test_doctests():
-    assert doctest.testmod(coursekit.text.helpdesk).failed == 0
 
 
 @pytest.mark.parametrize("question", ["asdf qwerty zxcv", "blorp fizzle wug snarf",

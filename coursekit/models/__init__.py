@@ -23,13 +23,15 @@ from coursekit.models.gpt import GPT, GPTConfig
 from coursekit.models.m2 import M2, M2Config
 from coursekit.models.likelihoods import LIKELIHOODS, PixelLikelihood, likelihood
 from coursekit.models.vae import VAE, VAEConfig
+from coursekit.models.vqvae import VQVAE, VQVAEConfig
 
 # Every TrainableModel subclass registers itself (name -> (class, config class)), so that a saved
 # run of any model can be rebuilt from its config (coursekit.train.load_model).
 MODEL_CLASSES = MODEL_REGISTRY
 
 __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig", "M2", "M2Config",
-           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "MODEL_CLASSES",
+           "GPT", "GPTConfig", "Diffusion", "DiffusionConfig", "VQVAE", "VQVAEConfig",
+           "MODEL_CLASSES",
            "MODEL_REGISTRY", "TrainableModel", "model_class", "FeatureNet", "FeatureNetConfig",
            "FeatureClassifier", "FeatureClassifierConfig", "LIKELIHOODS", "PixelLikelihood",
            "likelihood", "Flow", "FlowConfig", "Autoregressive", "AutoregressiveConfig"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coursekit.data.levels import to_levels
+from coursekit.data.levels import batch_levels, check_levels
 from coursekit.losses import log_categorical
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
@@ -99,10 +99,7 @@ class Autoregressive(TrainableModel):
         return out.transpose(1, 2).reshape(levels.shape[0], c.num_levels, *c.data_shape)
 
     def _levels(self, batch: dict) -> torch.Tensor:
-        levels = batch.get("levels")
-        if levels is None:
-            levels = to_levels(batch["x"], self.config.num_levels)
-        return levels
+        return batch_levels(batch, self.config.num_levels)
 
     def log_prob(self, batch: dict, check_range: bool = True) -> torch.Tensor:
         """``log p(x)`` per example ``(B,)``, in nats: exact, one network call."""
@@ -120,13 +117,7 @@ class Autoregressive(TrainableModel):
 
     def check_data(self, data: dict) -> None:
         """Integer ``levels`` (or ``x`` = levels / (L - 1)) in ``0 .. L-1``."""
-        levels = self._levels(data)
-        c = self.config
-        if levels.is_floating_point():
-            raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
-        if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= c.num_levels):
-            raise ValueError(f"levels must lie in 0..{c.num_levels - 1}, got values from "
-                             f"{int(levels.min())} to {int(levels.max())}")
+        check_levels(self._levels(data), self.config.num_levels)
 
     @torch.no_grad()
     def sample(self, n: int, *, labels: torch.Tensor | None = None,

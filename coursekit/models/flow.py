@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.data.levels import to_levels
+from coursekit.data.levels import batch_levels, check_levels
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
 
@@ -299,10 +299,7 @@ class Flow(TrainableModel):
         return next(self.parameters()).dtype
 
     def _levels(self, batch: dict) -> torch.Tensor:
-        levels = batch.get("levels")
-        if levels is None:
-            levels = to_levels(batch["x"], self.config.num_levels)
-        return levels
+        return batch_levels(batch, self.config.num_levels)
 
     def nll_bound(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Nats per example: exactly ``-log p(x)`` for continuous data; for discrete data one
@@ -332,12 +329,7 @@ class Flow(TrainableModel):
         c = self.config
         if c.dequantization == "none":
             return
-        levels = self._levels(data)
-        if levels.is_floating_point():
-            raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
-        if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= c.num_levels):
-            raise ValueError(f"levels must lie in 0..{c.num_levels - 1}, got values from "
-                             f"{int(levels.min())} to {int(levels.max())}")
+        check_levels(self._levels(data), c.num_levels)
 
     @torch.no_grad()
     def sample(self, n: int, *, labels: torch.Tensor | None = None,

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.data.augment import random_shift
+from coursekit.data.augment import augment_digits, random_shift
 from coursekit.data.levels import from_levels
 from coursekit.losses import gaussian_kl, reparameterize
 from coursekit.models.base import TrainableModel
@@ -257,8 +257,6 @@ class M2(TrainableModel):
             logs.update(unlabelled_bound=bound_u.detach())
         if c.consistency > 0:
             # the prediction on a random view should match the (fixed) prediction on the image
-            from coursekit.fewlabels import augment_digits
-
             target = logits.detach().softmax(1)                               # (B, K)
             log_view = self.classify(augment_digits(batch["x"])).log_softmax(1)
             kl = (target * (target.clamp_min(1e-8).log() - log_view)).sum(1).mean()

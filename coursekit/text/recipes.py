@@ -15,6 +15,7 @@ The text changes between Python versions: never hard-code a figure measured on i
 from __future__ import annotations
 
 from coursekit.models.gpt import GPTConfig
+from coursekit.recipes import RECIPES
 from coursekit.train import TrainConfig
 
 __all__ = ["char_splits", "chapter_recipe", "long_recipe"]
@@ -42,9 +43,9 @@ def char_splits(dev_fraction: float = 0.05) -> dict[str, str]:
 def chapter_recipe(vocab_size: int, device: str = "auto") -> tuple[GPTConfig, TrainConfig]:
     """The chapter's GPT: two blocks of width 128 on 64-character contexts, three passes over the
     training text (about 55 CPU seconds on one thread)."""
-    model = GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=128)
-    train = TrainConfig(epochs=3, batch_size=32, lr=3e-3, grad_clip=1.0, seed=0,
-                        drop_last=True, device=device)
+    recipe = RECIPES["gpt"]  # the one recipe table (coursekit.recipes)
+    model = GPTConfig(vocab_size=vocab_size, **recipe.config)
+    train = TrainConfig(**recipe.train, seed=0, device=device)
     return model, train
 
 
