@@ -76,6 +76,7 @@ class Limits:
     workdir_mb: int = 256         # size of the private tmpfs /tmp that holds the working folder
     open_files: int = 256         # RLIMIT_NOFILE
     cells_share: float = 0.6      # fraction of the timeout the notebook's cells may use
+    trusted: bool = False         # the reference solution: each call may use all the time left
 
 
 @dataclass
@@ -574,7 +575,7 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
                "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
                "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
     job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
-           "rlimits": rlimits}
+           "rlimits": rlimits, "trusted": bool(limits.trusted)}
     calls = [dict(task, index=i) for i, task in enumerate(tasks)]
     python = [sys.executable, "-I", str(WORKER)]
     cgroup, tmp, filter_fd = None, None, None

@@ -12,8 +12,10 @@ course's image sizes (8x8 digits, 28x28 MNIST, 25x25 faces, RGB crops) and for f
 2-D toy data of Chapter 4).
 """
 
+from coursekit.models.attribute_vae import AttributeVAE, AttributeVAEConfig
 from coursekit.models.base import MODEL_REGISTRY, TrainableModel, model_class
 from coursekit.models.autoregressive import Autoregressive, AutoregressiveConfig
+from coursekit.models.contrastive import ContrastiveConfig, ContrastiveEncoder
 from coursekit.models.diffusion import Diffusion, DiffusionConfig
 from coursekit.models.feature_net import (FeatureClassifier, FeatureClassifierConfig, FeatureNet,
                                           FeatureNetConfig)
@@ -34,4 +36,5 @@ __all__ = ["GAN", "GANConfig", "Generator", "Discriminator", "VAE", "VAEConfig",
            "MODEL_CLASSES",
            "MODEL_REGISTRY", "TrainableModel", "model_class", "FeatureNet", "FeatureNetConfig",
            "FeatureClassifier", "FeatureClassifierConfig", "LIKELIHOODS", "PixelLikelihood",
-           "likelihood", "Flow", "FlowConfig", "Autoregressive", "AutoregressiveConfig"]
+           "likelihood", "Flow", "FlowConfig", "Autoregressive", "AutoregressiveConfig",
+           "ContrastiveEncoder", "ContrastiveConfig", "AttributeVAE", "AttributeVAEConfig"]
