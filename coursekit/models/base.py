@@ -234,9 +234,7 @@ def _checked_sample(sample):
 def model_class(name: str) -> tuple[type[nn.Module], type]:
     """``(model class, config class)`` registered under ``name``, importing every model module
     first so that a checkpoint of any model the course trains can be rebuilt."""
-    import coursekit.models  # noqa: F401  (registers the package's models)
-    import coursekit.fewlabels  # noqa: F401  (models still defined beside their chapter)
-    import coursekit.zeroshot  # noqa: F401
+    import coursekit.models  # noqa: F401  (registers every model: all live in models/)
 
     if name not in MODEL_REGISTRY:
         raise KeyError(f"no model is registered as {name!r}; known: {sorted(MODEL_REGISTRY)}")
