@@ -223,6 +223,10 @@ def _loss_figure(history, model: str, dataset: str):
         ax.plot(epochs[:len(values)], values, color=color, marker=markers[i % len(markers)],
                 markevery=max(1, len(values) // 15), linestyle="--" if held_out else "-",
                 label=name)
+    values = np.concatenate([np.asarray(v, dtype=float) for _, v, _ in curves])
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() > 0 and values.max() > 100 * values.min():
+        ax.set_yscale("log")  # losses of different scales (a diffusion loss and its nats)
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("loss (per-epoch mean)")
