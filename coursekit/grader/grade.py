@@ -39,6 +39,7 @@ from pathlib import Path
 from coursekit.grader import protocol
 from coursekit.grader.sandbox import Limits, NoIsolation, isolation, mode, run_notebook
 from coursekit.grader.tasks import SOLUTIONS, Exercise, case, exercise_names, load_exercise
+from coursekit.grader.written import attach
 
 __all__ = ["configure", "run", "Grader", "identify", "read_code_cells", "submission_ids",
            "NotebookError"]
@@ -254,6 +255,7 @@ class Grader:
             report["max_score"] = reference.exercise.max_score
             report["checks"] = [_check_entry(t, [], "not graded") for t in
                                 reference.exercise.tasks]
+            attach(report, reference.exercise, None)
         if name is None:
             if report["not_graded"] is None:
                 report["not_graded"] = how
@@ -266,6 +268,7 @@ class Grader:
         report["fingerprints"] = fingerprints(cells, self._template(reference))
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
+        attach(report, reference.exercise, data)  # written answers: 0 until marked by hand
         report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
         for cell in run.cells:
             if cell.get("status") in ("error", "killed"):
@@ -329,6 +332,11 @@ def _check_entry(task, results: list, feedback: str | None = None) -> dict:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``python -m coursekit grade``."""
+    from coursekit.grader import instructor
+    from coursekit.grader.commands import DefaultsHelp
+
+    parser.formatter_class = DefaultsHelp
+    parser.epilog = ("more: python -m coursekit grade merge|review|report|release --help")
     parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                         help="notebooks or folders of notebooks; 'merge DIR...' joins shards")
     parser.add_argument("--out", type=Path, required=True,
@@ -353,6 +361,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="grade even where no sandbox can be built: student code then runs "
                              "as your user and can read the solutions and change the results")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    instructor.configure(parser)
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -410,6 +419,12 @@ def run(args: argparse.Namespace) -> int:
             chosen = [i for i, s in enumerate(ids) if _share(s, n) == k - 1]
             paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
         roster = gradebook.read_roster(args.roster) if args.roster else {}
+        from coursekit.grader import instructor, policy
+        from coursekit.grader.roster import match
+
+        times = policy.read_times(args.submitted) if getattr(args, "submitted", None) else {}
+        if getattr(args, "policy", None):
+            policy.load_policy(args.policy)
         known = exercise_names(args.solutions)
         if args.exercise and args.exercise not in known:
             raise ValueError(f"unknown exercise {args.exercise!r}; known: {known}")
@@ -422,6 +437,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    instructor.remember(out, roster=args.roster, policy=getattr(args, "policy", None),
+                        task_columns=getattr(args, "task_columns", None))
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
     grader = Grader(limits, checks_dir=args.checks.resolve() if args.checks else None,
                     solutions=args.solutions.resolve(), unsafe=args.unsafe)
@@ -449,11 +466,15 @@ def run(args: argparse.Namespace) -> int:
             except Exception as error:  # noqa: BLE001 - the grader's failure: say so, exit 2
                 failed.append(f"{path}: {type(error).__name__}: {error}")
                 continue
+            policy.stamp(report, path, times)  # when it was handed in, for the late penalty
+            if roster and not report.get("student"):
+                report["roster_problem"] = match(roster, path)[1]
             gradebook.write_report(out, report)
             reports.append(report)
     progress.close()
-    gradebook.finish(out, roster=roster)
-    gradebook.summary(out, reports, file=sys.stderr)
+    batch = {r["submission"] for r in reports}
+    finished = gradebook.finish(out, roster=roster)
+    gradebook.summary(out, [r for r in finished if r["submission"] in batch], file=sys.stderr)
     for line in failed:
         print(f"grade: the grader failed on {line}", file=sys.stderr)
     return 2 if failed else 0

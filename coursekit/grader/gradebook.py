@@ -88,13 +88,10 @@ def student_of(roster: dict, path: Path) -> str | None:
         >>> student_of({"hw-ann.ipynb": {"student": "s123"}}, Path("in/hw-ann.ipynb"))
         's123'
     """
-    if not roster:
-        return None
-    path = Path(path)
-    for key, entry in roster.items():
-        if key == path.name or key == path.stem or str(path).endswith("/" + key.lstrip("/")):
-            return entry["student"]
-    return None
+    from coursekit.grader.roster import match
+
+    entry, _ = match(roster or {}, Path(path))
+    return entry["student"] if entry else None
 
 
 def feedback_markdown(report: dict) -> str:
@@ -103,13 +100,21 @@ def feedback_markdown(report: dict) -> str:
     if report.get("student"):
         lines.append(f"Student: {report['student']}  ")
     lines.append(f"Exercise: {report.get('exercise') or 'not recognised'}  ")
+    if report.get("penalty"):
+        lines.append(f"Score before the late penalty: {report['raw_score']}; late penalty: "
+                     f"-{report['penalty']} ({report['late']})  ")
     lines.append(f"Score: **{report['score']} / {report['max_score']}**")
     lines.append("")
     if report.get("not_graded"):
         lines += [f"**Not graded:** {report['not_graded']}", ""]
+    cell_errors = [e for e in report["errors"] if e.startswith("cell ")]
+    if cell_errors:  # the first error explains most of what follows: say it first
+        lines += ["**The first error while running your notebook** (fix it first):", "",
+                  _fenced(cell_errors[0]), ""]
     for check in report["checks"]:
         lines += [f"## {check['id']}: {check['points']} / {check['max_points']} points", "",
-                  check["feedback"], ""]
+                  _fenced(check["feedback"]) if "\n" in check["feedback"]
+                  else check["feedback"], ""]
         for result in check.get("results", []):
             kind = "public" if result["public"] else "hidden"
             verdict = "passed" if result["passed"] else "failed"
@@ -117,7 +122,11 @@ def feedback_markdown(report: dict) -> str:
             if result.get("call"):
                 line += f"; call `{result['call']}`"
             if result.get("message"):
-                line += f"; {result['message']}"
+                message = result["message"]
+                if "\n" in message:  # arrays: a fenced block keeps their layout
+                    line += ":\n\n" + _indent(_fenced(message), "  ")
+                else:
+                    line += f"; {message}"
             lines.append(line)
         if check.get("hint") and any(not r["passed"] and not r["public"]
                                      for r in check.get("results", [])):
@@ -125,14 +134,30 @@ def feedback_markdown(report: dict) -> str:
         lines.append("")
     if report["errors"]:
         lines += ["## Messages from running the notebook", ""]
-        lines += [f"- {e}" for e in report["errors"]]
+        lines += [f"- {e}" if "\n" not in e else "-\n" + _indent(_fenced(e), "  ")
+                  for e in report["errors"]]
     return "\n".join(lines) + "\n"
+
+
+def _fenced(text: str) -> str:
+    """``text`` in a fenced code block whose fence no line of it can close."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else line for line in text.splitlines())
 
 
 def finish(out: Path, roster: dict | None = None) -> list[dict]:
     """Rebuild everything in ``out`` from its reports; return the reports."""
+    from coursekit.grader import instructor
+
     out = Path(out)
-    reports = read_reports(out)
+    reports = instructor.prepare(out, read_reports(out))  # hand marks, late penalties
+    roster = roster or instructor.kept_roster(out)
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
     for report in reports:
@@ -147,7 +172,9 @@ def finish(out: Path, roster: dict | None = None) -> list[dict]:
         for pair in similar_pairs(reports):
             writer.writerow(pair)
     if roster:
-        _exports(out, reports, roster)
+        _exports(out, reports, roster,
+                 task_columns=instructor.settings(out).get("task_columns", False))
+    instructor.complete(out, reports, roster)  # missing.csv, report.html
     return reports
 
 
@@ -159,14 +186,19 @@ def _grades_csv(path: Path, reports: list) -> None:
                 task_ids.append(check["id"])
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["submission", "student", "exercise", "score", "max_score", *task_ids,
-                         "not_graded", "errors"])
+        writer.writerow(["submission", "student", "exercise", "raw_score", "late_days",
+                         "penalty", "score", "max_score", *task_ids, "not_graded",
+                         "needs_review", "submitted_at", "errors"])
         for report in reports:
             points = {c["id"]: c["points"] for c in report["checks"]}
             writer.writerow([report["submission"], report.get("student") or "",
-                             report["exercise"] or "", report["score"], report["max_score"],
+                             report["exercise"] or "", report.get("raw_score", report["score"]),
+                             report.get("late_days", 0), report.get("penalty", 0),
+                             report["score"], report["max_score"],
                              *[points.get(t, "") for t in task_ids],
-                             report.get("not_graded") or "", len(report["errors"])])
+                             report.get("not_graded") or "",
+                             "; ".join(report.get("needs_review") or []),
+                             report.get("submitted_at", ""), len(report["errors"])])
 
 
 def _latest_by_student(reports: list) -> dict:
@@ -178,38 +210,64 @@ def _latest_by_student(reports: list) -> dict:
     return table
 
 
-def _exports(out: Path, reports: list, roster: dict) -> None:
+def _exports(out: Path, reports: list, roster: dict, task_columns: bool = False) -> None:
+    """canvas.csv and moodle.csv. A submission that was not graded leaves its cells blank (it
+    is listed in the summary and report.html), never a recorded 0."""
     exercises = sorted({r["exercise"] for r in reports if r.get("exercise")})
     maximum = {r["exercise"]: r["max_score"] for r in reports if r.get("exercise")}
+    tasks = {e: {} for e in exercises}  # exercise -> {task id: max points}, in order
+    for report in reports:
+        if report.get("exercise"):
+            for check in report["checks"]:
+                tasks[report["exercise"]].setdefault(check["id"], check["max_points"])
     table = _latest_by_student(reports)
     people = {e["student"]: e for e in roster.values()}
+
+    def columns(e):  # an exercise's total, then (option) its tasks
+        return [e] + ([f"{e}: {t}" for t in tasks[e]] if task_columns else [])
+
+    def cells(report, e):
+        if report is None or report.get("not_graded"):
+            return [""] * len(columns(e))
+        points = {c["id"]: c["points"] for c in report["checks"]}
+        return [report["score"]] + ([points.get(t, "") for t in tasks[e]]
+                                    if task_columns else [])
+
     with open(out / "canvas.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *exercises])
+        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
+                         *[c for e in exercises for c in columns(e)]])
         writer.writerow(["    Points Possible", "", "", "", "",
-                         *[maximum[e] for e in exercises]])
+                         *[m for e in exercises for m in [maximum[e]] + (
+                             list(tasks[e].values()) if task_columns else [])]])
         for student in sorted(people):
             row = table.get(student, {})
             writer.writerow([people[student]["name"] or student, "", student, "", "",
-                             *[row[e]["score"] if e in row else "" for e in exercises]])
+                             *[c for e in exercises for c in cells(row.get(e), e)]])
     with open(out / "moodle.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["ID number", "Email address",
-                         *[c for e in exercises for c in (e, f"{e} feedback")]])
+                         *[c for e in exercises for c in columns(e) + [f"{e} feedback"]]])
         for student in sorted(people):
             row = table.get(student, {})
-            cells = []
+            out_cells = []
             for e in exercises:
                 report = row.get(e)
-                cells += ["", ""] if report is None else [report["score"], _brief(report)]
-            writer.writerow([student, people[student]["email"], *cells])
+                out_cells += cells(report, e) + ["" if report is None else _brief(report)]
+            writer.writerow([student, people[student]["email"], *out_cells])
 
 
 def _brief(report: dict) -> str:
+    """One line of feedback for an LMS cell (multi-line messages folded)."""
     if report.get("not_graded"):
-        return f"not graded: {report['not_graded']}"
-    return "; ".join(f"{c['id']} {c['points']}/{c['max_points']}: {c['feedback']}"
-                     for c in report["checks"])
+        text = f"not graded: {report['not_graded']}"
+    else:
+        text = "; ".join(f"{c['id']} {c['points']}/{c['max_points']}: {c['feedback']}"
+                         for c in report["checks"])
+        if report.get("penalty"):
+            text = (f"raw {report['raw_score']}, late penalty -{report['penalty']} "
+                    f"({report['late']}); " + text)
+    return " ".join(text.split())
 
 
 def summary(out: Path, reports: list, file=None) -> None:
@@ -227,6 +285,13 @@ def summary(out: Path, reports: list, file=None) -> None:
     print(f"not graded: {len(missing)}", file=file)
     for report in missing:
         print(f"  {report['file']}: {report['not_graded']}", file=file)
+    unmatched = [r for r in reports if r.get("roster_problem")]
+    for report in unmatched:
+        print(f"  roster: {report['roster_problem']}", file=file)
+    from coursekit.grader.report import summary_lines
+
+    for line in summary_lines(reports, out):
+        print(line, file=file)
 
 
 def merge(folders: list, out: Path, roster: Path | None = None) -> int:

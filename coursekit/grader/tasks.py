@@ -88,10 +88,11 @@ class Exercise:
     tasks: list                    # Task objects, in the notebook's order
     cells: list                    # the code cells of the solution, without the grading cell
     path: Path                     # the solution notebook's .md file
+    written: list = field(default_factory=list)  # Written tasks, marked by hand (written.py)
 
     @property
     def max_score(self) -> int:
-        return sum(t.points for t in self.tasks)
+        return sum(t.points for t in self.tasks) + sum(w.points for w in self.written)
 
 
 def exercise_names(solutions: Path = SOLUTIONS) -> list[str]:
@@ -127,9 +128,18 @@ def load_exercise(name: str, solutions: Path = SOLUTIONS) -> Exercise:
     ids = [t.id for t in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: task ids repeat: {ids}")
+    written = namespace.get("WRITTEN", [])
+    from coursekit.grader.written import Written
+
+    if not isinstance(written, list) or not all(isinstance(w, Written) for w in written):
+        raise ValueError(f"the grading cell of {path}: WRITTEN must be a list of Written")
+    ids += [w.id for w in written]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: task ids repeat: {ids}")
     title = next((line.lstrip("# ").strip() for c in notebook.cells if c.cell_type == "markdown"
                   for line in c.source.splitlines() if line.startswith("# ")), name)
-    return Exercise(name=name, title=title, tasks=tasks, cells=cells, path=path)
+    return Exercise(name=name, title=title, tasks=tasks, cells=cells, path=path,
+                    written=written)
 
 
 # ------------------------------------------------------------------------------------- judging
