@@ -312,3 +312,92 @@ def test_command_line_help_and_entry_points(tmp_path):
         "(default: 120.0)" in grade.stdout
     empty = run("-m", "coursekit", "grade", "review", str(tmp_path))
     assert empty.returncode == 2 and "holds no grade reports" in empty.stderr
+
+
+# ------------------------------------------------------------------------- per-student variants
+
+def test_variant_seeds_are_keyed_by_the_secret_and_differ_between_students():
+    from coursekit.grader import variants
+
+    secret = b"0123456789abcdef-course"
+    seeds = {s: variants.seed_of(secret, s) for s in ("s1", "s2", "s3")}
+    assert len(set(seeds.values())) == 3 and variants.seed_of(secret, "s1") == seeds["s1"]
+    assert variants.seed_of(b"another secret of 16+ bytes", "s1") != seeds["s1"]
+    assert all(0 <= s < 2**31 for s in seeds.values())
+
+
+def test_variants_replace_the_cases_of_numeric_tasks_only():
+    from coursekit.grader import variants
+
+    for name in ("01_background", "05_evaluation"):
+        exercise = load_exercise(name)
+        assert exercise.variant is not None, name
+        a, b = (variants.apply_variant(exercise, s) for s in (1, 2))
+        changed = set(exercise.variant(1))
+        assert changed and all(t.cases is c.cases for t, c in zip(exercise.tasks, a.tasks)
+                               if t.id not in changed)
+        for ta, tb in zip(a.tasks, b.tasks):
+            if ta.id in changed:  # the inputs differ between students
+                assert [variants.fingerprint(list(c.args)) for c in ta.cases] != \
+                    [variants.fingerprint(list(c.args)) for c in tb.cases]
+
+
+def test_a_notebook_with_another_students_variant_is_refused():
+    from coursekit.grader import variants
+
+    mine = {"coursekit": {"variant": {"student": "s1", "seed": 11}}}
+    assert variants.check_metadata(mine, 11) is None
+    assert variants.check_metadata({"coursekit": {}}, 11) is None
+    assert "another student ('s1')" in variants.check_metadata(mine, 12)
+
+
+def test_answers_matching_another_students_variant_are_flagged():
+    from coursekit.grader import variants
+
+    def one(name, seed, answers, expected):
+        return {"submission": name, "exercise": "05_evaluation", "seed": seed,
+                "variant_answers": {"psnr": answers}, "variant_expected": {"psnr": expected}}
+
+    honest = one("ann", 1, ["a1", "a2"], ["a1", "a2"])
+    copier = one("ben", 2, ["a1", "x"], ["b1", "b2"])  # ann's answer to case 1
+    rows = variants.variant_pairs([honest, copier])
+    assert len(rows) == 1 and rows[0][1:3] == ["ben", "ann"] and "case(s) 1" in rows[0][5]
+
+
+def test_check_uses_the_variant_in_the_notebooks_metadata(tmp_path, monkeypatch, capsys):
+    from coursekit.grader import tasks, variants
+    from coursekit.grader.protocol import public_spec
+
+    exercise = variants.apply_variant(load_exercise("01_background"), 77)
+    task = next(t for t in exercise.tasks if t.id == "bits_per_dim")
+    import math
+
+    import numpy as np
+
+    def bits(nll, num_dims, scale=1.0):
+        return np.asarray(nll, np.float64) / (num_dims * math.log(2)) + math.log2(scale)
+
+    expected = [bits(*c.args, **c.kwargs) for c in task.cases if c.public]
+    metadata = {"coursekit": {"exercise": "01_background", "variant": {
+        "student": "s9", "seed": 77, "public": {"bits_per_dim": public_spec(task, expected)}}}}
+    path = tmp_path / "mine.ipynb"
+    path.write_text(json.dumps({"cells": [], "metadata": metadata, "nbformat": 4,
+                                "nbformat_minor": 5}))
+    monkeypatch.setenv("COURSEKIT_NOTEBOOK", str(path))
+    monkeypatch.delenv("COURSEKIT_GRADING", raising=False)
+    assert tasks.check("bits_per_dim", bits) is True
+    assert "the variant of s9" in capsys.readouterr().out
+    first = task.cases[0].args
+    assert tasks.check("bits_per_dim", lambda *a, **k: bits(*first)) is False
+
+
+def test_merge_inherits_what_the_shards_kept(tmp_path):
+    shard, out = tmp_path / "shard1", tmp_path / "out"
+    shard.mkdir()
+    out.mkdir()
+    (shard / "policy.toml").write_text(POLICY)
+    (shard / "roster.csv").write_text("file,student\na.ipynb,s1\n")
+    (out / "roster.csv").write_text("file,student\nb.ipynb,s2\n")
+    instructor.inherit(out, [tmp_path / "shard2", shard])
+    assert (out / "policy.toml").read_text() == POLICY
+    assert "s2" in (out / "roster.csv").read_text()  # its own roster wins

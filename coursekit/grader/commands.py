@@ -70,6 +70,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                             help="file holding the course secret (never hand it out)")
         parser.add_argument("--out", type=Path, required=True,
                             help="folder for the students' notebooks")
+        parser.add_argument("--unsafe", action="store_true",
+                            help="run the reference solution without a sandbox where none "
+                                 "can be built (it is the course's own code)")
     return parser
 
 
@@ -92,11 +95,13 @@ def _run(command: str, args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         instructor.remember(out, roster=args.roster, policy=args.policy,
                             task_columns=args.task_columns)
+        instructor.inherit(out, args.folders)  # what the shards kept, unless given here
         return gradebook.merge(args.folders, out, roster=args.roster)
     if command == "release":
         from coursekit.grader import variants
 
-        return variants.release(args.exercise, args.roster, args.secret, args.out)
+        return variants.release(args.exercise, args.roster, args.secret, args.out,
+                                unsafe=args.unsafe)
     out = args.out
     if not out.is_dir() or not gradebook.read_reports(out):
         raise ValueError(f"{out} holds no grade reports: run python -m coursekit grade first")

@@ -148,9 +148,11 @@ class Grader:
     student code, and kept."""
 
     def __init__(self, limits: Limits, *, checks_dir: Path | None = None,
-                 solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False, **_ignored):
+                 solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False,
+                 cache_dir: Path | None = None, secret: bytes | None = None, **_ignored):
         self.limits, self.checks_dir, self.solutions = limits, checks_dir, Path(solutions)
-        self.unsafe = unsafe
+        self.unsafe, self.cache_dir = unsafe, cache_dir  # cache: refcache.py
+        self.secret = secret  # the course secret of per-student variants (variants.py)
         self.known = exercise_names(self.solutions)
         self._references: dict[str, _Reference] = {}
         self._lock = threading.Lock()
@@ -160,8 +162,9 @@ class Grader:
         return run_notebook(cells, specs, limits, unsafe=self.unsafe)
 
     # ---- the reference -------------------------------------------------------------------
-    def reference(self, name: str) -> _Reference:
-        """The exercise, with hidden checks added, and the solution's answers to every case.
+    def reference(self, name: str, seed: int | None = None) -> _Reference:
+        """The exercise, with hidden checks added, and the solution's answers to every case
+        (with ``seed``: of that student's variant).
 
         Raises:
             RuntimeError: the reference solution failed a call (a broken exercise or sandbox).
@@ -169,11 +172,25 @@ class Grader:
         with self._lock:  # one lock per exercise: references of different ones run at once
             lock = self._reference_locks.setdefault(name, threading.Lock())
         with lock:
-            if name in self._references:
-                return self._references[name]
+            if (name, seed) in self._references:
+                return self._references[(name, seed)]
             exercise = load_exercise(name, self.solutions)
+            if seed is not None:
+                from coursekit.grader.variants import apply_variant
+
+                exercise = apply_variant(exercise, seed)
             self._add_hidden_checks(exercise)
             specs = [protocol.task_spec(t) for t in exercise.tasks]
+            from coursekit.grader import refcache
+
+            key = refcache.digest(exercise.path, self.checks_dir and
+                                  Path(self.checks_dir) / f"{name}.py", seed)
+            kept = refcache.load(self.cache_dir, name if seed is None else f"{name}-{seed}", key)
+            if kept is not None and set(kept) == {(i, k) for i, t in enumerate(exercise.tasks)
+                                                  for k in range(len(t.cases))}:
+                answers = {ik: protocol.decode(value) for ik, value in kept.items()}
+                self._references[(name, seed)] = _Reference(exercise, specs, answers)
+                return self._references[(name, seed)]
             limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300)})
             run = self._run(exercise.cells, specs, limits)
             answers = {}
@@ -185,8 +202,10 @@ class Grader:
                         f"case {k + 1}: {protocol._one_line(record.get('error'))}"
                         + (f" ({problems})" if problems else ""))
                 answers[(i, k)] = protocol.decode(record["output"])
-            self._references[name] = _Reference(exercise, specs, answers)
-            return self._references[name]
+            refcache.store(self.cache_dir, name if seed is None else f"{name}-{seed}", key,
+                           {ik: r["output"] for ik, r in run.answers.items()})
+            self._references[(name, seed)] = _Reference(exercise, specs, answers)
+            return self._references[(name, seed)]
 
     def _add_hidden_checks(self, exercise: Exercise) -> None:
         if not self.checks_dir:
@@ -250,8 +269,12 @@ class Grader:
                                     f"{expected_exercise}")
             name = None
         target = name or expected_exercise
+        seed = None
         if target:
             reference = self.reference(target)
+            seed = self._seed(reference.exercise, report)
+            if seed is not None:  # this student's own variant
+                reference = self.reference(target, seed)
             report["max_score"] = reference.exercise.max_score
             report["checks"] = [_check_entry(t, [], "not graded") for t in
                                 reference.exercise.tasks]
@@ -263,18 +286,57 @@ class Grader:
         report["exercise"] = name
         if cells is None:
             return
+        if seed is not None:
+            from coursekit.grader.variants import check_metadata
+
+            report["not_graded"] = check_metadata(metadata, seed)
+            if report["not_graded"]:
+                return
         from coursekit.grader.similarity import fingerprints
 
         report["fingerprints"] = fingerprints(cells, self._template(reference))
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
         attach(report, reference.exercise, data)  # written answers: 0 until marked by hand
+        if seed is not None:
+            self._variant_answers(reference, run, report)
         report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
         for cell in run.cells:
             if cell.get("status") in ("error", "killed"):
                 report["errors"].append(f"cell {int(cell['cell']) + 1}: {cell['message']}")
         report["errors"] += [protocol._one_line(p) for p in run.problems]
         report["student_seconds"] = round(run.student_seconds, 3)
+
+    def _seed(self, exercise: Exercise, report: dict) -> int | None:
+        """The variant seed of the report's student, where the exercise has variants."""
+        if exercise.variant is None or self.secret is None:
+            return None
+        if not report.get("student"):
+            report["errors"].append("graded on the common variant: the submission is not on "
+                                    "the roster, so its student's variant is unknown")
+            return None
+        from coursekit.grader.variants import seed_of
+
+        report["seed"] = seed_of(self.secret, report["student"])
+        return report["seed"]
+
+    @staticmethod
+    def _variant_answers(reference: _Reference, run, report: dict) -> None:
+        """Fingerprints of the answers and the expected answers on variant cases, which
+        similarity.csv compares across students."""
+        from coursekit.grader.variants import fingerprint
+
+        names = set(reference.exercise.variant(report["seed"]))
+        report["variant_answers"], report["variant_expected"] = {}, {}
+        for i, task in enumerate(reference.exercise.tasks):
+            if task.id not in names:
+                continue
+            got = [run.answers.get((i, k), {}) for k in range(len(task.cases))]
+            report["variant_answers"][task.id] = [
+                fingerprint(protocol.decode(r["output"])) if "output" in r else None
+                for r in got]
+            report["variant_expected"][task.id] = [
+                fingerprint(reference.answers[(i, k)]) for k in range(len(task.cases))]
 
     @staticmethod
     def _template(reference: _Reference) -> set:
@@ -418,11 +480,17 @@ def run(args: argparse.Namespace) -> int:
             k, n = _shard(args.shard)
             chosen = [i for i, s in enumerate(ids) if _share(s, n) == k - 1]
             paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
-        roster = gradebook.read_roster(args.roster) if args.roster else {}
         from coursekit.grader import instructor, policy
         from coursekit.grader.roster import match
 
-        times = policy.read_times(args.submitted) if getattr(args, "submitted", None) else {}
+        # without --roster or --submitted, the copies kept in OUT by an earlier run serve
+        roster = gradebook.read_roster(args.roster) if args.roster else \
+            instructor.kept_roster(args.out)
+        submitted = getattr(args, "submitted", None) or instructor.kept_times(args.out)
+        from coursekit.grader.variants import read_secret
+
+        secret = read_secret(args.secret) if getattr(args, "secret", None) else None
+        times = policy.read_times(submitted) if submitted else {}
         if getattr(args, "policy", None):
             policy.load_policy(args.policy)
         known = exercise_names(args.solutions)
@@ -438,10 +506,12 @@ def run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     instructor.remember(out, roster=args.roster, policy=getattr(args, "policy", None),
-                        task_columns=getattr(args, "task_columns", None))
+                        task_columns=getattr(args, "task_columns", None),
+                        times=getattr(args, "submitted", None))
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
     grader = Grader(limits, checks_dir=args.checks.resolve() if args.checks else None,
-                    solutions=args.solutions.resolve(), unsafe=args.unsafe)
+                    solutions=args.solutions.resolve(), unsafe=args.unsafe,
+                    cache_dir=out / ".references", secret=secret)
     print(f"grading {len(paths)} submission(s), {args.jobs} at once; isolation: "
           f"{isolation()}", file=sys.stderr)
     # the preflight: every reference first, before and apart from any student code

@@ -168,9 +168,12 @@ def finish(out: Path, roster: dict | None = None) -> list[dict]:
 
     with open(out / "similarity.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["exercise", "a", "b", "similarity", "shared_fingerprints"])
+        writer.writerow(["exercise", "a", "b", "similarity", "shared_fingerprints", "variant"])
         for pair in similar_pairs(reports):
             writer.writerow(pair)
+        from coursekit.grader.variants import variant_pairs
+
+        writer.writerows(variant_pairs(reports))  # answers of another student's variant
     if roster:
         _exports(out, reports, roster,
                  task_columns=instructor.settings(out).get("task_columns", False))

@@ -2,7 +2,7 @@
 reconciliation and the class report, applied each time ``OUT`` is rebuilt (exercises part).
 
 ``grade`` keeps copies of what it was given in ``OUT`` (``roster.csv``, ``policy.toml``,
-``settings.json``), so that ``grade review OUT --apply`` and ``grade merge`` rebuild the same
+``submitted.csv``, ``settings.json``), so that ``grade review OUT --apply`` and ``grade merge`` rebuild the same
 exports without being told again. :func:`prepare` turns the reports on disk (the autograded
 truth, never rewritten by it) into the reports the gradebook writes out: written tasks scored from
 ``OUT/marks.json`` (:mod:`coursekit.grader.written`), then the late penalty
@@ -18,9 +18,11 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["configure", "remember", "settings", "prepare", "complete", "kept_roster"]
+__all__ = ["configure", "remember", "settings", "prepare", "complete", "kept_roster",
+           "kept_times", "inherit"]
 
 SETTINGS = "settings.json"
+TIMES = "submitted.csv"
 
 
 def configure(parser: argparse.ArgumentParser, submitted: bool = True) -> None:
@@ -32,14 +34,19 @@ def configure(parser: argparse.ArgumentParser, submitted: bool = True) -> None:
         parser.add_argument("--submitted", type=Path, default=None,
                             help="CSV with columns 'file' and 'submitted_at' (an LMS export); "
                                  "without it, a notebook's file time is its submission time")
+    if submitted:
+        parser.add_argument("--secret", type=Path, default=None,
+                            help="file holding the course secret of per-student variants "
+                                 "(never copied into OUT: give it again when grading again)")
     parser.add_argument("--task-columns", action="store_true", default=None,
                         help="one column per task beside each exercise's total in canvas.csv "
                              "and moodle.csv (remembered in OUT)")
 
 
 def remember(out: Path, *, roster: Path | None = None, policy: Path | None = None,
-             task_columns: bool | None = None) -> None:
-    """Keep copies of the roster and the policy, and the export settings, in ``out``.
+             task_columns: bool | None = None, times: Path | None = None) -> None:
+    """Keep copies of the roster, the policy and the submission times (``submitted.csv``),
+    and the export settings, in ``out``.
 
     Raises:
         ValueError: a policy file that does not read.
@@ -49,6 +56,8 @@ def remember(out: Path, *, roster: Path | None = None, policy: Path | None = Non
     out = Path(out)
     if roster is not None and Path(roster).resolve() != (out / "roster.csv").resolve():
         shutil.copyfile(roster, out / "roster.csv")
+    if times is not None and Path(times).resolve() != (out / TIMES).resolve():
+        shutil.copyfile(times, out / TIMES)
     if policy is not None:
         load_policy(policy)
         if Path(policy).resolve() != (out / POLICY).resolve():
@@ -60,6 +69,20 @@ def remember(out: Path, *, roster: Path | None = None, policy: Path | None = Non
         os.replace(part, out / SETTINGS)
 
 
+def inherit(out: Path, folders: list) -> None:
+    """Copy the roster, policy, times and settings that shard folders kept into ``out``,
+    where ``out`` has none of its own."""
+    from coursekit.grader.policy import POLICY
+
+    for name in ("roster.csv", POLICY, TIMES, SETTINGS):
+        if (Path(out) / name).exists():
+            continue
+        for folder in map(Path, folders):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, Path(out) / name)
+                break
+
+
 def settings(out: Path) -> dict:
     """The export settings kept in ``out`` (``{}`` when none)."""
     path = Path(out) / SETTINGS
@@ -68,6 +91,12 @@ def settings(out: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def kept_times(out: Path) -> Path | None:
+    """The submission times file kept in ``out``, if any."""
+    path = Path(out) / TIMES
+    return path if path.exists() else None
 
 
 def kept_roster(out: Path) -> dict:

@@ -37,6 +37,7 @@ TAG = "answer:"                                   # cell tag prefix: answer:<tas
 PLACEHOLDER = "*Write your answer here, in a few sentences.*"
 MAX_ANSWER_CHARS = 20_000                         # longer answers are cut (and say so)
 MARKS = "marks.json"                              # the instructor's marks, in OUT
+NO_ANSWER = "not attempted: no answer written"
 
 
 @dataclass
@@ -138,7 +139,8 @@ def attach(report: dict, exercise, data: bytes | None) -> None:
         report["checks"].append({
             "id": task.id, "kind": "written", "points": 0, "max_points": task.points,
             "passed": False, "cases_passed": 0, "cases": 0, "hint": "", "results": [],
-            "feedback": f"{task.title}: " * bool(task.title) + "not marked yet"})
+            "feedback": f"{task.title}: " * bool(task.title) + (
+                NO_ANSWER if text is None else "not marked yet")})
 
 
 # ------------------------------------------------------------------------------- the marks
@@ -242,7 +244,7 @@ def apply_marks(report: dict, marks: dict) -> dict:
         mark = mine.get(check["id"])
         if mark is None:
             check.update(points=0, passed=False,
-                         feedback=title + ("no answer given" if entry["text"] is None
+                         feedback=title + (NO_ANSWER if entry["text"] is None
                                            else "not marked yet"))
             if entry["text"] is not None:
                 review.append(f"{check['id']}: not marked yet")
