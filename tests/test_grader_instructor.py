@@ -401,3 +401,22 @@ def test_merge_inherits_what_the_shards_kept(tmp_path):
     instructor.inherit(out, [tmp_path / "shard2", shard])
     assert (out / "policy.toml").read_text() == POLICY
     assert "s2" in (out / "roster.csv").read_text()  # its own roster wins
+
+
+def test_release_and_grade_refuse_bad_secrets_and_exercises_without_variants(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "coursekit", "grade", *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    (tmp_path / "roster.csv").write_text("file,student\na.ipynb,s1\n")
+    (tmp_path / "short").write_text("abc\n")
+    (tmp_path / "secret").write_text("a long enough course secret\n")
+    done = run("release", "05_evaluation", "--roster", tmp_path / "roster.csv", "--secret",
+               tmp_path / "short", "--out", tmp_path / "r")
+    assert done.returncode == 2 and "at least 16 bytes" in done.stderr
+    done = run("release", "03_vae", "--roster", tmp_path / "roster.csv", "--secret",
+               tmp_path / "secret", "--out", tmp_path / "r")
+    assert done.returncode == 2 and "has no VARIANT" in done.stderr
+    done = run(ROOT / "exercises" / "05_evaluation.ipynb", "--out", tmp_path / "o",
+               "--secret", tmp_path / "short")
+    assert done.returncode == 2 and "at least 16 bytes" in done.stderr
