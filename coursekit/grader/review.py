@@ -48,9 +48,13 @@ def render_answer(text: str | None) -> str:
         >>> print(render_answer("**EM** wins: $p(x)$ <script>alert(1)</script>"))
         <p><strong>EM</strong> wins: <span class="math inline">\\(p(x)\\)</span> &lt;script&gt;alert(1)&lt;/script&gt;</p>
     """
-    import bleach
-    from markdown_it import MarkdownIt
-    from mdit_py_plugins.dollarmath import dollarmath_plugin
+    try:
+        import bleach
+        from markdown_it import MarkdownIt
+        from mdit_py_plugins.dollarmath import dollarmath_plugin
+    except ImportError as error:
+        raise ValueError(f"the review pages need {error.name}: pip install bleach "
+                         "markdown-it-py mdit-py-plugins (all in requirements.txt)") from None
 
     if text is None:
         return '<p class="none">(no answer)</p>'
