@@ -56,6 +56,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--out", type=Path, required=True, help="the joined folder")
         parser.add_argument("--roster", type=Path, default=None,
                             help="roster CSV (default: the copy kept in OUT, if any)")
+        parser.add_argument("--keep-latest", action="store_true",
+                            help="a student with several reports of one exercise: export the "
+                                 "latest (default: export none and list them in conflicts.csv)")
         instructor.configure(parser, submitted=False)
     elif command in ("review", "report"):
         parser.add_argument("out", type=Path, metavar="OUT", help="a folder 'grade' wrote")
@@ -96,7 +99,8 @@ def _run(command: str, args) -> int:
         instructor.remember(out, roster=args.roster, policy=args.policy,
                             task_columns=args.task_columns)
         instructor.inherit(out, args.folders)  # what the shards kept, unless given here
-        return gradebook.merge(args.folders, out, roster=args.roster)
+        return gradebook.merge(args.folders, out, roster=args.roster,
+                               keep_latest=args.keep_latest)
     if command == "release":
         from coursekit.grader import variants
 

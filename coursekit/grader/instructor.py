@@ -1,11 +1,12 @@
 """What an instructor adds on top of the grades: hand marks, late penalties, the roster's
 reconciliation and the class report, applied each time ``OUT`` is rebuilt (exercises part).
 
-``grade`` keeps copies of what it was given in ``OUT`` (``roster.csv``, ``policy.toml``,
-``submitted.csv``, ``settings.json``), so that ``grade review OUT --apply`` and ``grade merge`` rebuild the same
-exports without being told again. :func:`prepare` turns the reports on disk (the autograded
-truth, never rewritten by it) into the reports the gradebook writes out: written tasks scored from
-``OUT/marks.json`` (:mod:`coursekit.grader.written`), then the late penalty
+``grade`` keeps copies of what it was given in ``OUT/instructor/`` (``roster.csv``,
+``policy.toml``, ``submitted.csv``, ``settings.json``; ``marks.json`` lives there too, so no
+other JSON file sits beside the reports), so that ``grade review OUT --apply`` and
+``grade merge`` rebuild the same exports without being told again. :func:`prepare` turns the
+reports on disk (the autograded truth, never rewritten by it) into the reports the gradebook
+writes out: written tasks scored from ``OUT/instructor/marks.json`` (:mod:`coursekit.grader.written`), then the late penalty
 (:mod:`coursekit.grader.policy`). :func:`complete` writes ``missing.csv``
 (:mod:`coursekit.grader.roster`) and ``report.html`` (:mod:`coursekit.grader.report`).
 """
@@ -18,8 +19,11 @@ import os
 import shutil
 from pathlib import Path
 
+from coursekit.grader.written import KEPT
+
 __all__ = ["configure", "remember", "settings", "prepare", "complete", "kept_roster",
            "kept_times", "inherit"]
+
 
 SETTINGS = "settings.json"
 TIMES = "submitted.csv"
@@ -53,7 +57,8 @@ def remember(out: Path, *, roster: Path | None = None, policy: Path | None = Non
     """
     from coursekit.grader.policy import POLICY, load_policy
 
-    out = Path(out)
+    out = Path(out) / KEPT
+    out.mkdir(parents=True, exist_ok=True)
     if roster is not None and Path(roster).resolve() != (out / "roster.csv").resolve():
         shutil.copyfile(roster, out / "roster.csv")
     if times is not None and Path(times).resolve() != (out / TIMES).resolve():
@@ -75,17 +80,18 @@ def inherit(out: Path, folders: list) -> None:
     from coursekit.grader.policy import POLICY
 
     for name in ("roster.csv", POLICY, TIMES, SETTINGS):
-        if (Path(out) / name).exists():
+        if (Path(out) / KEPT / name).exists():
             continue
         for folder in map(Path, folders):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, Path(out) / name)
+            if (folder / KEPT / name).is_file():
+                (Path(out) / KEPT).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / KEPT / name, Path(out) / KEPT / name)
                 break
 
 
 def settings(out: Path) -> dict:
     """The export settings kept in ``out`` (``{}`` when none)."""
-    path = Path(out) / SETTINGS
+    path = Path(out) / KEPT / SETTINGS
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -95,7 +101,7 @@ def settings(out: Path) -> dict:
 
 def kept_times(out: Path) -> Path | None:
     """The submission times file kept in ``out``, if any."""
-    path = Path(out) / TIMES
+    path = Path(out) / KEPT / TIMES
     return path if path.exists() else None
 
 
@@ -103,7 +109,7 @@ def kept_roster(out: Path) -> dict:
     """The roster kept in ``out`` (``{}`` when none)."""
     from coursekit.grader.gradebook import read_roster
 
-    path = Path(out) / "roster.csv"
+    path = Path(out) / KEPT / "roster.csv"
     return read_roster(path) if path.exists() else {}
 
 
@@ -114,7 +120,7 @@ def prepare(out: Path, reports: list) -> list:
     from coursekit.grader.written import apply_marks, load_marks
 
     marks = load_marks(out)
-    path = Path(out) / POLICY
+    path = Path(out) / KEPT / POLICY
     policy = load_policy(path) if path.exists() else None
     return [apply_policy(apply_marks(report, marks), policy) for report in reports]
 

@@ -1,7 +1,7 @@
 """Deadlines, extensions and late penalties, applied after grading (exercises part).
 
 A policy file (TOML, given as ``grade --policy FILE``; the grader keeps a copy as
-``OUT/policy.toml`` so that every rebuild of ``OUT`` applies it)::
+``OUT/instructor/policy.toml`` so that every rebuild of ``OUT`` applies it)::
 
     [deadlines]                      # per exercise, ISO 8601; without an offset: UTC
     01_background = "2026-10-05T23:59:00+00:00"
@@ -27,13 +27,12 @@ from __future__ import annotations
 import csv
 import datetime
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Policy", "load_policy", "read_times", "stamp", "apply_policy", "POLICY"]
 
-POLICY = "policy.toml"          # the copy kept in OUT
+POLICY = "policy.toml"          # the copy kept in OUT/instructor
 UTC = datetime.timezone.utc
 
 
@@ -130,13 +129,6 @@ def load_policy(path: Path) -> Policy:
         raise ValueError(f"{path}: per_day and cap must lie in [0, 1], grace_minutes and "
                          "cutoff_days must be >= 0")
     return policy
-
-
-def keep_copy(path: Path, out: Path) -> None:
-    """Check ``path`` and keep it as ``OUT/policy.toml``, which every rebuild applies."""
-    load_policy(path)
-    if Path(path).resolve() != (Path(out) / POLICY).resolve():
-        shutil.copyfile(path, Path(out) / POLICY)
 
 
 def read_times(path: Path) -> dict:

@@ -15,7 +15,7 @@ model answer; ``python -m coursekit assign`` replaces it with :data:`PLACEHOLDER
 The grader copies each answer into the submission's report (``report["written"]``) and scores it
 0 until the instructor marks it: ``python -m coursekit grade review OUT`` writes one offline page
 per written task (:mod:`coursekit.grader.review`), whose saved marks
-``grade review OUT --apply FILE`` adds to ``OUT/marks.json``. Every rebuild of ``OUT`` applies
+``grade review OUT --apply FILE`` adds to ``OUT/instructor/marks.json``. Every rebuild of ``OUT`` applies
 those marks (:func:`apply_marks`), so grading a submission again keeps them; a mark made on an
 answer that has since changed is kept and flagged for a second look.
 """
@@ -36,7 +36,8 @@ __all__ = ["Criterion", "Written", "criterion", "PLACEHOLDER", "TAG", "answer_ta
 TAG = "answer:"                                   # cell tag prefix: answer:<task id>
 PLACEHOLDER = "*Write your answer here, in a few sentences.*"
 MAX_ANSWER_CHARS = 20_000                         # longer answers are cut (and say so)
-MARKS = "marks.json"                              # the instructor's marks, in OUT
+KEPT = "instructor"                               # OUT's folder of what the instructor adds
+MARKS = "marks.json"                              # the instructor's marks, in OUT/instructor
 NO_ANSWER = "not attempted: no answer written"
 
 
@@ -146,12 +147,12 @@ def attach(report: dict, exercise, data: bytes | None) -> None:
 # ------------------------------------------------------------------------------- the marks
 
 def load_marks(out: Path) -> dict:
-    """``{submission: {task: mark}}`` from ``OUT/marks.json`` (empty when there is none).
+    """``{submission: {task: mark}}`` from ``OUT/instructor/marks.json`` (empty when there is none).
 
     Raises:
         ValueError: the file exists but is not a marks file.
     """
-    path = Path(out) / MARKS
+    path = Path(out) / KEPT / MARKS
     if not path.exists():
         return {}
     try:
@@ -164,8 +165,9 @@ def load_marks(out: Path) -> dict:
 
 
 def save_marks(out: Path, marks: dict) -> Path:
-    """Write ``OUT/marks.json`` atomically."""
-    path = Path(out) / MARKS
+    """Write ``OUT/instructor/marks.json`` atomically."""
+    path = Path(out) / KEPT / MARKS
+    path.parent.mkdir(exist_ok=True)
     part = path.with_suffix(".json.part")
     part.write_text(json.dumps({"marks": marks}, indent=1, sort_keys=True, allow_nan=False),
                     encoding="utf-8")
@@ -194,7 +196,7 @@ def _valid_mark(mark, rubric: list, where: str) -> dict:
 
 def add_marks(out: Path, files: list, reports: list) -> int:
     """Check the review pages' saved files against ``reports`` and add them to
-    ``OUT/marks.json``; return how many marks were added or changed.
+    ``OUT/instructor/marks.json``; return how many marks were added or changed.
 
     Raises:
         ValueError: a file that is not a saved review, or names an unknown submission or task,
