@@ -94,13 +94,18 @@ def _run(command: str, args) -> int:
     from coursekit.grader import gradebook, instructor
 
     if command == "merge":
-        out = args.out
-        out.mkdir(parents=True, exist_ok=True)
-        instructor.remember(out, roster=args.roster, policy=args.policy,
-                            task_columns=args.task_columns)
-        instructor.inherit(out, args.folders)  # what the shards kept, unless given here
-        return gradebook.merge(args.folders, out, roster=args.roster,
-                               keep_latest=args.keep_latest)
+        if args.policy:
+            from coursekit.grader.policy import load_policy
+
+            load_policy(args.policy)  # a bad policy stops the merge before anything is written
+
+        def keep(out):  # once merge accepted the shards: settings given here, else theirs
+            instructor.remember(out, roster=args.roster, policy=args.policy,
+                                task_columns=args.task_columns)
+            instructor.inherit(out, args.folders)
+
+        return gradebook.merge(args.folders, args.out, roster=args.roster,
+                               keep_latest=args.keep_latest, before_finish=keep)
     if command == "release":
         from coursekit.grader import variants
 

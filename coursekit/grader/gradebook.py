@@ -552,7 +552,7 @@ def _marker(folder: Path, key: bytes | None) -> dict:
 
 
 def merge(folders: list, out: Path, roster: Path | None = None, *,
-          keep_latest: bool = False) -> int:
+          keep_latest: bool = False, before_finish=None) -> int:
     """Join the reports of the ``grade --shard K/N`` output folders ``folders`` into ``out``.
 
     Every folder's marker (``shard.json``) must name one share of the same ``N``, graded with
@@ -637,6 +637,8 @@ def merge(folders: list, out: Path, roster: Path | None = None, *,
             merged.append(report)
     config = dict(markers[0]["config"], shard="1/1")
     write_marker(out, "1/1", config, [r["submission"] for r in merged], key)
+    if before_finish is not None:  # the instructor's settings, once the merge is accepted
+        before_finish(out)
     finish(out, read_roster(roster) if roster else None, keep_latest=keep_latest)
     summary(out, merged)
     return 0
