@@ -420,3 +420,15 @@ def test_release_and_grade_refuse_bad_secrets_and_exercises_without_variants(tmp
     done = run(ROOT / "exercises" / "05_evaluation.ipynb", "--out", tmp_path / "o",
                "--secret", tmp_path / "short")
     assert done.returncode == 2 and "at least 16 bytes" in done.stderr
+
+
+def test_reference_answers_are_kept_per_key_with_their_call_weights(tmp_path):
+    from coursekit.grader import refcache
+
+    solution = ROOT / "solutions" / "05_evaluation.md"
+    key = refcache.digest(solution)
+    assert key == refcache.digest(solution) != refcache.digest(solution, seed=3)
+    refcache.store(tmp_path, "05_evaluation", key, {(0, 1): ([1.5, 2], 0.75)})
+    assert refcache.load(tmp_path, "05_evaluation", key) == {(0, 1): ([1.5, 2], 0.75)}
+    assert refcache.load(tmp_path, "05_evaluation", "another key") is None
+    assert refcache.load(None, "05_evaluation", key) is None

@@ -241,7 +241,10 @@ class Grader:
             kept = refcache.load(self.cache_dir, kept_as, key)
             if kept is not None and set(kept) == {(i, k) for i, t in enumerate(exercise.tasks)
                                                   for k in range(len(t.cases))}:
-                answers = {ik: protocol.decode(value) for ik, value in kept.items()}
+                answers = {ik: protocol.decode(value) for ik, (value, _) in kept.items()}
+                for (i, k), (_, weight) in kept.items():
+                    if weight is not None:
+                        specs[i]["cases"][k]["weight"] = weight
                 self._references[(name, seed)] = _Reference(exercise, specs, answers)
                 return self._references[(name, seed)]
             # the reference is trusted code: a tight limit meant for students must not fail it
@@ -269,7 +272,8 @@ class Grader:
                             f"the reference solution of {name} does not pass the judge of task "
                             f"{task.id!r} case {k + 1}: {outcome.message}")
             refcache.store(self.cache_dir, kept_as, key,
-                           {ik: r["output"] for ik, r in run.answers.items()})
+                           {(i, k): (r["output"], specs[i]["cases"][k].get("weight"))
+                            for (i, k), r in run.answers.items()})
             self._references[(name, seed)] = _Reference(exercise, specs, answers)
             return self._references[(name, seed)]
 

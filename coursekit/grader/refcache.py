@@ -31,27 +31,29 @@ def digest(solution: Path, checks: Path | None = None, seed: int | None = None) 
 
 
 def load(folder: Path | None, name: str, key: str) -> dict | None:
-    """``{(task index, case index): encoded answer}`` kept under ``key``, else ``None``."""
+    """``{(task index, case index): (encoded answer, call weight)}`` kept under ``key``, else
+    ``None``."""
     if folder is None:
         return None
     try:
         data = json.loads((Path(folder) / f"{name}.json").read_text(encoding="utf-8"))
         if data.get("key") != key:
             return None
-        return {(int(i), int(k)): value for i, k, value in data["answers"]}
+        return {(int(i), int(k)): (value, weight) for i, k, value, weight in data["answers"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def store(folder: Path | None, name: str, key: str, answers: dict) -> None:
-    """Keep the encoded ``answers`` under ``key`` (atomically)."""
+    """Keep ``answers``, ``{(task, case): (encoded answer, call weight)}``, under ``key``
+    (atomically). The weight is the time a student's call gets, from the reference's."""
     if folder is None:
         return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     part = path.with_suffix(".json.part")
-    part.write_text(json.dumps({"key": key, "answers": [[i, k, v] for (i, k), v in
+    part.write_text(json.dumps({"key": key, "answers": [[i, k, v, w] for (i, k), (v, w) in
                                                         sorted(answers.items())]},
                                allow_nan=False), encoding="utf-8")
     os.replace(part, path)
