@@ -60,6 +60,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from coursekit.grader.commands import SUBCOMMANDS
+
+    if argv[:1] == ["grade"] and argv[1:2] and argv[1] in SUBCOMMANDS:  # grade merge, review...
+        from coursekit.grader.commands import main as grade_command
+
+        return grade_command(argv[1:])
     parser = build_parser(argv)
     args, extras = parser.parse_known_args(argv)
     if extras:  # the same error for every command, naming it and where its options are

@@ -109,7 +109,8 @@ def forged_training(tmp_path_factory):
                                      "01_background"))
     paths = classroom.write(subs, tmp_path_factory.mktemp("forged"))
     grader = Grader(Limits(timeout=90))
-    return {p.stem: grader.grade(p) for p in paths}, exercise.max_score
+    # the autograded points: the written answer scores 0 until the instructor marks it
+    return {p.stem: grader.grade(p) for p in paths}, sum(t.points for t in exercise.tasks)
 
 
 @needs_sandbox

@@ -37,6 +37,11 @@ def grade(paths, out, *options):
                           capture_output=True, text=True, env=ENV, cwd=ROOT)
 
 
+def autograded(name: str) -> int:
+    """The points of an exercise's autograded tasks (written answers score 0 until marked)."""
+    return sum(t.points for t in load_exercise(name).tasks)
+
+
 def reports(out: Path) -> dict:
     return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")
             if p.name != "shard.json"}  # the shard's marker
@@ -156,12 +161,12 @@ def test_solutions_score_full_marks_and_exercises_zero(honest):
     assert done.returncode == 0, done.stderr[-2000:]
     for name in NAMES:
         maximum = load_exercise(name).max_score
-        assert got[f"solved-{name}"]["score"] == maximum, got[f"solved-{name}"]
+        assert got[f"solved-{name}"]["score"] == autograded(name), got[f"solved-{name}"]
         untouched = got[f"untouched-{name}"]
         assert untouched["exercise"] == name and untouched["score"] == 0
         assert untouched["max_score"] == maximum
         assert all("not attempted" in c["feedback"] for c in untouched["checks"]), untouched
-    assert got["04_training"]["score"] == load_exercise("04_training").max_score
+    assert got["04_training"]["score"] == autograded("04_training")
 
 
 def test_same_submission_same_result(honest):
@@ -178,7 +183,7 @@ def test_hidden_checks_from_outside_the_repository(honest):
     assert not brevity["passed"] and "hidden" in brevity["feedback"]
     assert brevity["cases_passed"] == brevity["cases"] - 1  # points for the checks it passed
     assert 0 < brevity["points"] < brevity["max_points"]
-    assert report["score"] == round(load_exercise("05_evaluation").max_score
+    assert report["score"] == round(autograded("05_evaluation")
                                     - brevity["max_points"] + brevity["points"], 2)
     assert not any("hidden checks" in e for e in report["errors"]), report["errors"]
 
@@ -192,7 +197,7 @@ def test_grades_csv_has_a_row_per_submission_and_a_column_per_task(honest):
         for task in load_exercise(name).tasks:
             assert task.id in rows[0]
     solved = next(r for r in rows if r["submission"] == "solved-02_gan")
-    assert float(solved["score"]) == float(solved["max_score"]) > 0
+    assert float(solved["score"]) == autograded("02_gan") > 0
 
 
 def test_a_broken_reference_is_the_grader_failing(tmp_path):
@@ -272,7 +277,7 @@ def test_shards_split_the_class_and_merge_joins_it(classwork):
     merged = reports(folder / "merged")
     assert set(merged) == {"alice__hw-05_evaluation", "bob__hw-05_evaluation",
                            "carol-05_evaluation"}
-    maximum = load_exercise("05_evaluation").max_score
+    maximum = autograded("05_evaluation")
     assert merged["alice__hw-05_evaluation"]["score"] == maximum
     assert merged["carol-05_evaluation"]["score"] == 0
     assert merged["bob__hw-05_evaluation"]["student"] == "s2"
@@ -302,7 +307,7 @@ def test_roster_exports_feedback_and_similarity(classwork):
     with open(out / "moodle.csv", newline="") as f:
         moodle = list(csv.DictReader(f))
     alice = next(r for r in moodle if r["ID number"] == "s1")
-    assert float(alice["05_evaluation"]) == load_exercise("05_evaluation").max_score
+    assert float(alice["05_evaluation"]) == autograded("05_evaluation")
     assert "psnr" in alice["05_evaluation feedback"]
     text = (out / "feedback" / "carol-05_evaluation.md").read_text()
     for task in load_exercise("05_evaluation").tasks:

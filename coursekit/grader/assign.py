@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from coursekit.grader.tasks import PUBLIC, ROOT, SOLUTIONS, exercise_names
+from coursekit.grader.written import PLACEHOLDER, answer_task
 
 __all__ = ["configure", "run", "stub_source", "exercise_markdown", "public_checks",
            "plain_markdown"]
@@ -86,6 +87,8 @@ def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
                 raise ValueError(f"solutions/{name}.md: {error}") from None
         elif cell.cell_type == "markdown" and "solution-only" in tags:
             continue
+        elif answer_task(cell.metadata) is not None:
+            cell.source = PLACEHOLDER  # the model answer stays in the solution
         cells.append(cell)
     from nbformat.v4 import new_markdown_cell
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from coursekit.grader import protocol
 from coursekit.grader.sandbox import Limits, NoIsolation, isolation, mode, run_notebook
 from coursekit.grader.tasks import SOLUTIONS, Exercise, case, exercise_names, load_exercise
+from coursekit.grader.written import attach
 
 __all__ = ["configure", "run", "Grader", "identify", "Source", "read_code_cells", "submission_ids",
            "NotebookError"]
@@ -216,9 +217,11 @@ class Grader:
     student code, and kept."""
 
     def __init__(self, limits: Limits, *, checks_dir: Path | None = None,
-                 solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False, **_ignored):
+                 solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False,
+                 cache_dir: Path | None = None, secret: bytes | None = None, **_ignored):
         self.limits, self.checks_dir, self.solutions = limits, checks_dir, Path(solutions)
-        self.unsafe = unsafe
+        self.unsafe, self.cache_dir = unsafe, cache_dir  # cache: refcache.py
+        self.secret = secret  # the course secret of per-student variants (variants.py)
         self.known = exercise_names(self.solutions)
         self._references: dict[str, _Reference] = {}
         self._lock = threading.Lock()
@@ -228,8 +231,9 @@ class Grader:
         return run_notebook(cells, specs, limits, unsafe=self.unsafe)
 
     # ---- the reference -------------------------------------------------------------------
-    def reference(self, name: str) -> _Reference:
-        """The exercise, with hidden checks added, and the solution's answers to every case.
+    def reference(self, name: str, seed: int | None = None) -> _Reference:
+        """The exercise, with hidden checks added, and the solution's answers to every case
+        (with ``seed``: of that student's variant).
 
         Raises:
             RuntimeError: the reference solution failed a call (a broken exercise or sandbox).
@@ -237,11 +241,29 @@ class Grader:
         with self._lock:  # one lock per exercise: references of different ones run at once
             lock = self._reference_locks.setdefault(name, threading.Lock())
         with lock:
-            if name in self._references:
-                return self._references[name]
+            if (name, seed) in self._references:
+                return self._references[(name, seed)]
             exercise = load_exercise(name, self.solutions)
+            if seed is not None:
+                from coursekit.grader.variants import apply_variant
+
+                exercise = apply_variant(exercise, seed)
             self._add_hidden_checks(exercise)
             specs = [protocol.task_spec(t) for t in exercise.tasks]
+            from coursekit.grader import refcache
+
+            key = refcache.digest(exercise.path, self.checks_dir and
+                                  Path(self.checks_dir) / f"{name}.py", seed)
+            kept_as = name if seed is None else f"{name}-{seed}"
+            kept = refcache.load(self.cache_dir, kept_as, key)
+            if kept is not None and set(kept) == {(i, k) for i, t in enumerate(exercise.tasks)
+                                                  for k in range(len(t.cases))}:
+                answers = {ik: protocol.decode(value) for ik, (value, _) in kept.items()}
+                for (i, k), (_, weight) in kept.items():
+                    if weight is not None:
+                        specs[i]["cases"][k]["weight"] = weight
+                self._references[(name, seed)] = _Reference(exercise, specs, answers)
+                return self._references[(name, seed)]
             # the reference is trusted code: a tight limit meant for students must not fail it
             limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300),
                                "memory_mb": max(self.limits.memory_mb, Limits.memory_mb),
@@ -266,8 +288,11 @@ class Grader:
                         raise RuntimeError(
                             f"the reference solution of {name} does not pass the judge of task "
                             f"{task.id!r} case {k + 1}: {outcome.message}")
-            self._references[name] = _Reference(exercise, specs, answers)
-            return self._references[name]
+            refcache.store(self.cache_dir, kept_as, key,
+                           {(i, k): (r["output"], specs[i]["cases"][k].get("weight"))
+                            for (i, k), r in run.answers.items()})
+            self._references[(name, seed)] = _Reference(exercise, specs, answers)
+            return self._references[(name, seed)]
 
     def _add_hidden_checks(self, exercise: Exercise) -> None:
         if not self.checks_dir:
@@ -314,8 +339,10 @@ class Grader:
         return report
 
     def _grade(self, path: Path, expected_exercise: str | None, report: dict) -> None:
+        data = None
         try:
-            cells, metadata = read_code_cells(read_submission(path))
+            data = read_submission(path)
+            cells, metadata = read_code_cells(data)
         except (OSError, NotebookError) as error:
             cells, metadata = None, {}
             report["not_graded"] = str(error)
@@ -328,11 +355,16 @@ class Grader:
                                     f"{expected_exercise}")
             name = None
         target = name or expected_exercise
+        seed = None
         if target:
             reference = self.reference(target)
+            seed = self._seed(reference.exercise, report)
+            if seed is not None:  # this student's own variant
+                reference = self.reference(target, seed)
             report["max_score"] = reference.exercise.max_score
             report["checks"] = [_check_entry(t, [], "not graded") for t in
                                 reference.exercise.tasks]
+            attach(report, reference.exercise, None)
         if name is None:
             if report["not_graded"] is None:
                 report["not_graded"] = str(how)
@@ -340,6 +372,12 @@ class Grader:
         report["exercise"] = name
         if cells is None:
             return
+        if seed is not None:
+            from coursekit.grader.variants import check_metadata
+
+            report["not_graded"] = check_metadata(metadata, seed)
+            if report["not_graded"]:
+                return
         from coursekit.grader.similarity import fingerprints, flags
 
         template = self._template(reference)
@@ -347,12 +385,46 @@ class Grader:
         report["flags"] = flags(cells, report["fingerprints"], template)
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
+        attach(report, reference.exercise, data)  # written answers: 0 until marked by hand
+        if seed is not None:
+            self._variant_answers(reference, run, report)
         report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
         for cell in run.cells:
             if cell.get("status") in ("error", "killed"):
                 report["errors"].append(f"cell {int(cell['cell']) + 1}: {cell['message']}")
         report["errors"] += [protocol._one_line(p) for p in run.problems]
         report["student_seconds"] = round(run.student_seconds, 3)
+
+    def _seed(self, exercise: Exercise, report: dict) -> int | None:
+        """The variant seed of the report's student, where the exercise has variants."""
+        if exercise.variant is None or self.secret is None:
+            return None
+        if not report.get("student"):
+            report["errors"].append("graded on the common variant: the submission is not on "
+                                    "the roster, so its student's variant is unknown")
+            return None
+        from coursekit.grader.variants import seed_of
+
+        report["seed"] = seed_of(self.secret, report["student"])
+        return report["seed"]
+
+    @staticmethod
+    def _variant_answers(reference: _Reference, run, report: dict) -> None:
+        """Fingerprints of the answers and the expected answers on variant cases, which
+        similarity.csv compares across students."""
+        from coursekit.grader.variants import fingerprint
+
+        names = set(reference.exercise.variant(report["seed"]))
+        report["variant_answers"], report["variant_expected"] = {}, {}
+        for i, task in enumerate(reference.exercise.tasks):
+            if task.id not in names:
+                continue
+            got = [run.answers.get((i, k), {}) for k in range(len(task.cases))]
+            report["variant_answers"][task.id] = [
+                fingerprint(protocol.decode(r["output"])) if "output" in r else None
+                for r in got]
+            report["variant_expected"][task.id] = [
+                fingerprint(reference.answers[(i, k)]) for k in range(len(task.cases))]
 
     @staticmethod
     def _template(reference: _Reference) -> set:
@@ -414,6 +486,11 @@ def _check_entry(task, results: list, feedback: str | None = None) -> dict:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``python -m coursekit grade``."""
+    from coursekit.grader import instructor
+    from coursekit.grader.commands import DefaultsHelp
+
+    parser.formatter_class = DefaultsHelp
+    parser.epilog = "more: python -m coursekit grade merge|review|report|release --help"
     parser.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                         help="notebooks or folders of notebooks; 'merge DIR...' joins shards")
     parser.add_argument("--out", type=Path, required=True,
@@ -443,6 +520,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a student with several reports of one exercise: export the "
                              "latest (default: export none and list them in conflicts.csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    instructor.configure(parser)
 
 
 def _expand(paths: list[Path]) -> list[Path]:
@@ -508,7 +586,18 @@ def run(args: argparse.Namespace) -> int:
         order = sorted(range(len(ids)), key=lambda i: ids[i])
         chosen = sorted(i for position, i in enumerate(order) if position % n == k - 1)
         paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
-        roster = gradebook.read_roster(args.roster) if args.roster else {}
+        from coursekit.grader import instructor, policy
+        from coursekit.grader.roster import match
+        from coursekit.grader.variants import read_secret
+
+        # without --roster or --submitted, the copies kept in OUT by an earlier run serve
+        roster = gradebook.read_roster(args.roster) if args.roster else \
+            instructor.kept_roster(args.out)
+        submitted = getattr(args, "submitted", None) or instructor.kept_times(args.out)
+        times = policy.read_times(submitted) if submitted else {}
+        secret = read_secret(args.secret) if getattr(args, "secret", None) else None
+        if getattr(args, "policy", None):
+            policy.load_policy(args.policy)
         known = exercise_names(args.solutions)
         if args.exercise and args.exercise not in known:
             raise ValueError(f"unknown exercise {args.exercise!r}; known: {known}")
@@ -521,10 +610,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    instructor.remember(out, roster=args.roster, policy=getattr(args, "policy", None),
+                        task_columns=getattr(args, "task_columns", None),
+                        times=getattr(args, "submitted", None))
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
     checks_dir = args.checks.resolve() if args.checks else None
     grader = Grader(limits, checks_dir=checks_dir, solutions=args.solutions.resolve(),
-                    unsafe=args.unsafe)
+                    unsafe=args.unsafe, cache_dir=out / ".references", secret=secret)
     config = gradebook.configuration(args.solutions.resolve(), checks_dir,
                                      {**limits.__dict__, "exercise": args.exercise}, f"{k}/{n}")
     print(f"grading {len(paths)} submission(s), {args.jobs} at once; isolation: "
@@ -552,6 +644,9 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(f"{display_path(path)}: {type(error).__name__}: {error}")
                 continue
             report["config"] = config
+            policy.stamp(report, path, times)  # when it was handed in, for the late penalty
+            if roster and not report.get("student"):
+                report["roster_problem"] = match(roster, path)[1]
             try:
                 gradebook.write_report(out, report, key)
             except (OSError, ValueError, TypeError) as error:  # this report only
@@ -561,8 +656,9 @@ def run(args: argparse.Namespace) -> int:
             reports.append(report)
     progress.close()
     gradebook.write_marker(out, f"{k}/{n}", config, [r["submission"] for r in reports], key)
-    gradebook.finish(out, roster=roster, keep_latest=args.keep_latest)
-    gradebook.summary(out, reports, file=sys.stderr)
+    batch = {r["submission"] for r in reports}
+    finished = gradebook.finish(out, roster=roster, keep_latest=args.keep_latest)
+    gradebook.summary(out, [r for r in finished if r["submission"] in batch], file=sys.stderr)
     for line in failed:
         print(f"grade: the grader failed on {line}", file=sys.stderr)
     return 2 if failed else 0

@@ -296,13 +296,10 @@ def student_of(roster: dict, path: Path) -> str | None:
         >>> student_of({"hw-ann.ipynb": {"student": "s123"}}, Path("in/hw-ann.ipynb"))
         's123'
     """
-    if not roster:
-        return None
-    path = Path(path)
-    for key, entry in roster.items():
-        if key == path.name or key == path.stem or str(path).endswith("/" + key.lstrip("/")):
-            return entry["student"]
-    return None
+    from coursekit.grader.roster import match  # loosely: LMS file names too
+
+    entry, _ = match(roster or {}, Path(path))
+    return entry["student"] if entry else None
 
 
 def _fenced(text: str) -> list[str]:
@@ -320,10 +317,17 @@ def feedback_markdown(report: dict) -> str:
     if report.get("student"):
         lines.append(f"Student: `{shown(report['student']).replace('`', '')}`  ")
     lines.append(f"Exercise: {shown(report.get('exercise') or 'not recognised')}  ")
+    if report.get("penalty"):
+        lines.append(f"Score before the late penalty: {report['raw_score']}; late penalty: "
+                     f"-{report['penalty']} ({shown(report['late'])})  ")
     lines.append(f"Score: **{report['score']} / {report['max_score']}**")
     lines.append("")
     if report.get("not_graded"):
         lines += ["**Not graded:**", "", *_fenced(report["not_graded"]), ""]
+    cell_errors = [e for e in report["errors"] if str(e).startswith("cell ")]
+    if cell_errors:  # the first error explains most of what follows: say it first
+        lines += ["**The first error while running your notebook** (fix it first):", "",
+                  *_fenced(cell_errors[0]), ""]
     if report.get("flags"):
         lines += ["**For the instructor to look at:**", "", *_fenced("\n".join(report["flags"])),
                   ""]
@@ -336,7 +340,8 @@ def feedback_markdown(report: dict) -> str:
             lines.append(f"- check {result['case']} ({kind}): {verdict}")
             detail = "\n".join(filter(None, [result.get("call"), result.get("message")]))
             if detail:
-                lines += ["", *("  " + line for line in _fenced(detail)), ""]
+                lines += ["", *("  " + line for part in _fenced(detail)  # every line
+                                for line in part.splitlines()), ""]  # inside the list item
         if check.get("hint") and any(not r["passed"] and not r["public"]
                                      for r in check.get("results", [])):
             lines.append(f"- hint: {check['hint']}")
@@ -351,11 +356,15 @@ def finish(out: Path, roster: dict | None = None, *, keep_latest: bool = False) 
     """Rebuild everything in ``out`` from its reports; return the reports. A report that
     cannot be trusted is left out and named; one feedback file that cannot be written does not
     stop the others, and the CSVs are always written."""
+    from coursekit.grader import instructor
+
     out = Path(out)
     problems: list = []
     reports = read_reports(out, problems)
     for line in problems:
         print(f"grade: left out {line}", file=sys.stderr)
+    reports = instructor.prepare(out, reports)  # hand marks, late penalties (in memory)
+    roster = roster or instructor.kept_roster(out)
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
     for report in reports:
@@ -369,11 +378,17 @@ def finish(out: Path, roster: dict | None = None, *, keep_latest: bool = False) 
 
     with open(out / "similarity.csv", "w", newline="", encoding="utf-8") as f:
         writer = _writer(f)
-        writer.writerow(["exercise", "a", "b", "similarity", "shared_fingerprints"])
+        writer.writerow(["exercise", "a", "b", "similarity", "shared_fingerprints", "variant"])
         for pair in similar_pairs(reports):
             writer.writerow(pair)
+        from coursekit.grader.variants import variant_pairs
+
+        for pair in variant_pairs(reports):  # answers of another student's variant
+            writer.writerow(pair)
     if roster:
-        _exports(out, reports, roster, keep_latest=keep_latest)
+        _exports(out, reports, roster, keep_latest=keep_latest,
+                 task_columns=instructor.settings(out).get("task_columns", False))
+    instructor.complete(out, reports, roster)  # missing.csv, report.html
     return reports
 
 
@@ -385,15 +400,20 @@ def _grades_csv(path: Path, reports: list) -> None:
                 task_ids.append(check["id"])
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = _writer(f)
-        writer.writerow(["submission", "student", "exercise", "score", "max_score", *task_ids,
-                         "not_graded", "errors", "flags"])
+        writer.writerow(["submission", "student", "exercise", "raw_score", "late_days",
+                         "penalty", "score", "max_score", *task_ids, "not_graded", "errors",
+                         "flags", "needs_review", "submitted_at"])
         for report in reports:
             points = {c["id"]: c["points"] for c in report["checks"]}
             writer.writerow([report["submission"], report.get("student") or "",
-                             report["exercise"] or "", report["score"], report["max_score"],
+                             report["exercise"] or "", report.get("raw_score", report["score"]),
+                             report.get("late_days", 0), report.get("penalty", 0),
+                             report["score"], report["max_score"],
                              *[points.get(t, "") for t in task_ids],
                              report.get("not_graded") or "", len(report["errors"]),
-                             "; ".join(report.get("flags") or [])])
+                             "; ".join(report.get("flags") or []),
+                             "; ".join(report.get("needs_review") or []),
+                             report.get("submitted_at", "")])
 
 
 def _latest_by_student(reports: list, keep_latest: bool = False) -> tuple[dict, list]:
@@ -411,11 +431,31 @@ def _latest_by_student(reports: list, keep_latest: bool = False) -> tuple[dict, 
     return chosen, conflicts
 
 
-def _exports(out: Path, reports: list, roster: dict, keep_latest: bool = False) -> None:
+def _exports(out: Path, reports: list, roster: dict, keep_latest: bool = False,
+             task_columns: bool = False) -> None:
+    """canvas.csv and moodle.csv (and conflicts.csv). A submission that was not graded leaves
+    its cells blank (it is listed in the summary and report.html), never a recorded 0; with
+    ``task_columns``, one column per task follows each exercise's total."""
     exercises = sorted({r["exercise"] for r in reports if r.get("exercise")})
     maximum = {r["exercise"]: r["max_score"] for r in reports if r.get("exercise")}
     table, conflicts = _latest_by_student(reports, keep_latest)
     people = {e["student"]: e for e in roster.values()}
+    tasks = {e: {} for e in exercises}  # exercise -> {task id: max points}, in order
+    for report in reports:
+        if report.get("exercise"):
+            for check in report["checks"]:
+                tasks[report["exercise"]].setdefault(check["id"], check["max_points"])
+
+    def columns(e):  # an exercise's total, then (option) its tasks
+        return [e] + ([f"{e}: {t}" for t in tasks[e]] if task_columns else [])
+
+    def cells(report, e):
+        if report is None or report.get("not_graded"):
+            return [""] * len(columns(e))
+        points = {c["id"]: c["points"] for c in report["checks"]}
+        return [report["score"]] + ([points.get(t, "") for t in tasks[e]]
+                                    if task_columns else [])
+
     with open(out / "conflicts.csv", "w", newline="", encoding="utf-8") as f:
         writer = _writer(f)
         writer.writerow(["student", "exercise", "submission", "score", "graded_at", "exported"])
@@ -431,24 +471,26 @@ def _exports(out: Path, reports: list, roster: dict, keep_latest: bool = False) 
                  "--keep-latest to export the latest") + " (see conflicts.csv)", file=sys.stderr)
     with open(out / "canvas.csv", "w", newline="", encoding="utf-8") as f:
         writer = _writer(f)
-        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *exercises])
+        writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section",
+                         *[c for e in exercises for c in columns(e)]])
         writer.writerow(["    Points Possible", "", "", "", "",
-                         *[maximum[e] for e in exercises]])
+                         *[m for e in exercises for m in [maximum[e]] + (
+                             list(tasks[e].values()) if task_columns else [])]])
         for student in sorted(people):
             row = table.get(student, {})
             writer.writerow([people[student]["name"] or student, "", student, "", "",
-                             *[row[e]["score"] if e in row else "" for e in exercises]])
+                             *[c for e in exercises for c in cells(row.get(e), e)]])
     with open(out / "moodle.csv", "w", newline="", encoding="utf-8") as f:
         writer = _writer(f)
         writer.writerow(["ID number", "Email address",
-                         *[c for e in exercises for c in (e, f"{e} feedback")]])
+                         *[c for e in exercises for c in columns(e) + [f"{e} feedback"]]])
         for student in sorted(people):
             row = table.get(student, {})
-            cells = []
+            out_cells = []
             for e in exercises:
                 report = row.get(e)
-                cells += ["", ""] if report is None else [report["score"], _brief(report)]
-            writer.writerow([student, people[student]["email"], *cells])
+                out_cells += cells(report, e) + ["" if report is None else _brief(report)]
+            writer.writerow([student, people[student]["email"], *out_cells])
 
 
 def _brief(report: dict) -> str:
@@ -460,7 +502,10 @@ def _brief(report: dict) -> str:
     else:
         text = "; ".join(f"{c['id']} {c['points']}/{c['max_points']}: {c['feedback']}"
                          for c in report["checks"])
-    return html.escape(" ".join(shown(text).split()), quote=True)
+        if report.get("penalty"):
+            text = (f"raw {report['raw_score']}, late penalty -{report['penalty']} "
+                    f"({report['late']}); " + text)
+    return html.escape(shown(" ".join(text.split())), quote=True)  # arrays fold to one line
 
 
 def summary(out: Path, reports: list, file=None) -> None:
@@ -479,6 +524,13 @@ def summary(out: Path, reports: list, file=None) -> None:
     for report in missing:
         print(f"  {shown(report.get('file', report['submission']))}: "
               f"{shown(report['not_graded'])}", file=file)
+    for report in reports:
+        if report.get("roster_problem"):
+            print(f"  roster: {shown(report['roster_problem'])}", file=file)
+    from coursekit.grader.report import summary_lines
+
+    for line in summary_lines(reports, out):
+        print(shown(line), file=file)
 
 
 def _marker(folder: Path, key: bytes | None) -> dict:
@@ -500,7 +552,7 @@ def _marker(folder: Path, key: bytes | None) -> dict:
 
 
 def merge(folders: list, out: Path, roster: Path | None = None, *,
-          keep_latest: bool = False) -> int:
+          keep_latest: bool = False, before_finish=None) -> int:
     """Join the reports of the ``grade --shard K/N`` output folders ``folders`` into ``out``.
 
     Every folder's marker (``shard.json``) must name one share of the same ``N``, graded with
@@ -585,6 +637,8 @@ def merge(folders: list, out: Path, roster: Path | None = None, *,
             merged.append(report)
     config = dict(markers[0]["config"], shard="1/1")
     write_marker(out, "1/1", config, [r["submission"] for r in merged], key)
+    if before_finish is not None:  # the instructor's settings, once the merge is accepted
+        before_finish(out)
     finish(out, read_roster(roster) if roster else None, keep_latest=keep_latest)
     summary(out, merged)
     return 0

@@ -103,10 +103,12 @@ class Exercise:
     tasks: list                    # Task objects, in the notebook's order
     cells: list                    # the code cells of the solution, without the grading cell
     path: Path                     # the solution notebook's .md file
+    written: list = field(default_factory=list)  # Written tasks, marked by hand (written.py)
+    variant: object = None         # VARIANT(seed) -> {task id: cases}, per student (variants.py)
 
     @property
     def max_score(self) -> int:
-        return sum(t.points for t in self.tasks)
+        return sum(t.points for t in self.tasks) + sum(w.points for w in self.written)
 
 
 def exercise_names(solutions: Path = SOLUTIONS) -> list[str]:
@@ -142,9 +144,21 @@ def load_exercise(name: str, solutions: Path = SOLUTIONS) -> Exercise:
     ids = [t.id for t in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: task ids repeat: {ids}")
+    written = namespace.get("WRITTEN", [])
+    from coursekit.grader.written import Written
+
+    if not isinstance(written, list) or not all(isinstance(w, Written) for w in written):
+        raise ValueError(f"the grading cell of {path}: WRITTEN must be a list of Written")
+    ids += [w.id for w in written]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: task ids repeat: {ids}")
     title = next((line.lstrip("# ").strip() for c in notebook.cells if c.cell_type == "markdown"
                   for line in c.source.splitlines() if line.startswith("# ")), name)
-    return Exercise(name=name, title=title, tasks=tasks, cells=cells, path=path)
+    variant = namespace.get("VARIANT")
+    if variant is not None and not callable(variant):
+        raise ValueError(f"the grading cell of {path}: VARIANT must be a function of a seed")
+    return Exercise(name=name, title=title, tasks=tasks, cells=cells, path=path,
+                    written=written, variant=variant)
 
 
 # ------------------------------------------------------------------------------------- judging
@@ -197,9 +211,15 @@ def check(task_id: str, function) -> bool | None:
         print(f"{task_id}: (checks run by the grader)")
         return None
     from coursekit.grader import protocol
+    from coursekit.grader.variants import notebook_variant
 
     task = _public_task(task_id)
+    variant = notebook_variant(task_id)
+    if variant is not None:  # this student's own variant, written when it was released
+        task = variant["public"][task_id]
     header = f"{task_id}: {task['title']}" if task.get("title") else task_id
+    if variant is not None:
+        header += f" (the variant of {variant.get('student')})"
     failures = 0
     for k, public in enumerate(task["cases"]):
         record = protocol.call_case(function, task, public)
