@@ -274,3 +274,30 @@ def test_cli_trains_and_samples(name, tmp_path, capsys):
     png = tmp_path / "s.png"
     assert main(["sample", str(out), "--n", "8", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_exercise_public_cases_catch_the_named_mistakes():
+    """Exercise 11's public cases fail a log-determinant without its sum, a MADE output mask
+    off by one degree, a naive exp of log-ratios, and sampling every pixel at once."""
+    from coursekit.grader import check
+
+    def coupling_without_sum(x, mask, W_s, c_s, W_t, c_t):
+        s = torch.tanh((x * mask) @ W_s + c_s) * (1 - mask)
+        t = ((x * mask) @ W_t + c_t) * (1 - mask)
+        return x * mask + (1 - mask) * (x * torch.exp(s) + t), s
+
+    def made_off_by_one(in_degrees, out_degrees, output_layer):
+        return (out_degrees[:, None] >= in_degrees[None, :]).float()
+
+    def bounds_with_naive_exp(log_p, log_q):
+        r = log_p - log_q
+        return r.mean(0), torch.log(torch.exp(r).mean(0))
+
+    def sample_all_at_once(W, c, u):
+        return (u < torch.sigmoid(c + torch.zeros_like(u) @ W.T)).float()
+
+    for task, wrong in [("el_coupling_forward", coupling_without_sum),
+                        ("el_made_mask", made_off_by_one),
+                        ("el_dequant_bounds", bounds_with_naive_exp),
+                        ("el_ar_sample", sample_all_at_once)]:
+        assert check(task, wrong) is False, task
