@@ -81,6 +81,11 @@ RECIPES: dict[str, Recipe] = {
                    {"objective": "v", "hidden": 256}, {"lr": 2e-3}),
     "flow": Recipe("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. "
                    "2023)", {"objective": "flow", "hidden": 256}, {"lr": 2e-3}),
+    # Chapter 11: exact likelihoods (the settings of benchmarks/exact_likelihood.py)
+    "realnvp": Recipe("Flow", "RealNVP coupling flow, variational dequantisation (Dinh et al. "
+                      "2017; Ho et al. 2019; Chapter 11)", {"dequantization": "variational"}),
+    "autoregressive": Recipe("Autoregressive", "autoregressive model, causal convolutions in "
+                             "raster order (Chapter 11)", {"arch": "causal_conv"}),
     "m2": Recipe("M2", "semi-supervised VAE M2 (Kingma et al. 2014), 10 labels per class "
                  "(Chapter 6)", {"latent_dim": 16, "classifier": "conv", "consistency": 3.0,
                                  "dropout": 0.3, "alpha": 10.0},
@@ -143,7 +148,8 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
         fields.setdefault("num_levels", dataset.num_levels if categorical else 17)
     if recipe.model == "VAE":
         fields["beta"] = beta
-    if recipe.model in ("Diffusion", "AttributeVAE") and dataset.num_levels:
+    if recipe.model in ("Diffusion", "AttributeVAE", "Flow", "Autoregressive") \
+            and dataset.num_levels:
         fields.setdefault("num_levels", dataset.num_levels)
     if recipe.model == "ContrastiveEncoder":
         fields.pop("num_levels", None)

@@ -1,11 +1,14 @@
-"""The ``train`` and ``sample`` commands: train a reference model from the shell, then draw from it
-(Chapter 4).
+"""The ``train`` and ``sample`` commands: train any model of the course by its recipe name
+(``coursekit.recipes``), then draw from it (Chapter 4).
 
     python -m coursekit train vae --data digits --epochs 30 --out runs/vae
     python -m coursekit sample runs/vae --n 64 --out vae.png
 
 ``train`` writes, in the ``--out`` folder, ``checkpoint.pt`` (model, optimisers, step, RNG state),
-``metrics.json`` (the history, the seed and the settings), ``samples.png`` and ``losses.png``;
+``metrics.json`` (the history, the seed and the settings), ``losses.png`` (whatever the history
+holds) and, for a generative model, ``samples.png`` (``samples.txt`` for the GPT); ``sample``
+draws through the one signature ``model.sample(n, generator=...)``, from the moving average
+when the run kept one;
 ``--resume`` continues an interrupted run to the same weights an uninterrupted one would reach.
 Both commands train and sample through ``coursekit.train``, the engine the chapters use. Under
 ``torchrun`` (``torchrun --standalone --nproc_per_node=2 -m coursekit train ...``) ``train``
