@@ -25,6 +25,8 @@ import os
 import statistics
 from pathlib import Path
 
+from coursekit.grader.tasks import counted
+
 __all__ = ["write_report", "read_reports", "finish", "summary", "merge", "read_roster",
            "student_of", "feedback_markdown"]
 
@@ -108,7 +110,8 @@ def feedback_markdown(report: dict) -> str:
     if report.get("not_graded"):
         lines += [f"**Not graded:** {report['not_graded']}", ""]
     for check in report["checks"]:
-        lines += [f"## {check['id']}: {check['points']} / {check['max_points']} points", "",
+        lines += [f"## {check['id']}: {check['points']} / "
+                  f"{counted(check['max_points'], 'point')}", "",
                   check["feedback"], ""]
         for result in check.get("results", []):
             kind = "public" if result["public"] else "hidden"
