@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=None,
                         help="stop training after this many seconds (default: no limit)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="at most this many epochs (default 100; 1000 for --baseline)")
-    parser.add_argument("--patience", type=int, default=15, help="early-stopping patience")
+                        help="at most this many epochs (default 250; 1000 for --baseline)")
+    parser.add_argument("--patience", type=int, default=30, help="early-stopping patience")
     parser.add_argument("--k", type=int, default=1000, help="importance samples for the NLL")
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--latent-dim", type=int, default=16)
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder", choices=["made", "causal_conv"], default="causal_conv")
     parser.add_argument("--channels", type=int, default=64, help="causal conv channels")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
+                        help="cosine: decay to 0 over --epochs (TrainConfig.lr_schedule)")
     parser.add_argument("--baseline", action="store_true",
                         help="intro_dgm's MLP VAE instead (no autoregressive decoder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,10 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     model = VAE(config)
     stopper = EarlyStopping("val_neg_elbo", patience=args.patience)
     start, cpu_start = time.perf_counter(), time.process_time()
-    epochs = args.epochs or (1000 if args.baseline else 100)
+    epochs = args.epochs or (1000 if args.baseline else 250)
     result = fit(model, train, TrainConfig(epochs=epochs, lr=args.lr, seed=seed,
                                            optimizer="adamax" if args.baseline else "adam",
-                                           device="cpu"),
+                                           lr_schedule=args.lr_schedule, device="cpu"),
                  val_data=val,
                  callbacks=[stopper] + ([TimeBudget(args.budget)] if args.budget else []))
     train_seconds = time.perf_counter() - start

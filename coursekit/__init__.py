@@ -1,10 +1,21 @@
 """coursekit: the companion package of the course "Generative models, properly".
 
-Small, readable, tested pieces that the chapters import instead of repeating: device and seed
-helpers (intro), offline datasets and a cleaning pipeline (Chapter 1), losses (Chapters 2-3),
-reference models and one training engine (Chapter 4), evaluation metrics (Chapter 5), plotting
-helpers, and the exercises' grader. Importing does nothing but define names: the top-level helpers
-below are loaded on first use, so ``import coursekit`` does not import torch.
+Small, readable, tested pieces that the chapters import instead of repeating. The layout:
+
+- ``models/``: every network ``train.fit`` trains, on one base (``models.base.TrainableModel``),
+  with the pixel likelihoods as objects (``models.likelihoods``);
+- ``data/``: the offline datasets, grey levels, labels and augmentation;
+- ``metrics/``: image, distribution, likelihood, text and classification scores (Chapter 5);
+- ``train.py`` (the one training engine), ``recipes.py`` (every named configuration),
+  ``runs.py`` and ``__main__.py`` (the command line), ``losses.py``, ``utils.py``, ``device.py``,
+  ``seed.py``, ``distributed.py``, ``plotting.py``, ``results.py`` (benchmark figures);
+- per chapter, procedures and baselines: ``cleaning`` and ``mixture`` (1), ``features`` (5),
+  ``fewlabels`` and ``zeroshot`` (6), ``text/`` (7), ``apps/`` (8), ``copies`` (9-10),
+  ``risks/`` (10);
+- ``grader/``: exercises from solutions and their grading; ``notebooks.py``: book tooling.
+
+Importing does nothing but define names: the top-level helpers below are loaded on first use, so
+``import coursekit`` does not import torch.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Each command lives in its own module, which provides ``configure(parser)`` to declare its options
 and ``run(args) -> int`` to do the work; this file only dispatches, so importing it does nothing.
+Only the command named on the line is configured (its module imported), so ``--help`` and
+``train --help`` answer without importing torch.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import sys
 
 # command -> (module that implements it, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("coursekit.runs", "train a reference GAN or VAE; writes checkpoint, metrics, PNGs"),
-    "sample": ("coursekit.runs", "draw samples from a run written by 'train' into a PNG grid"),
+    "train": ("coursekit.runs", "train any model of the course by its recipe name (VAEs, GANs, "
+              "diffusion, M2, GPT, ...); writes checkpoint, metrics, PNGs"),
+    "sample": ("coursekit.runs", "draw samples from a run written by 'train' into a PNG grid "
+               "(text for the GPT)"),
     "assign": ("coursekit.grader.assign", "write the exercise notebooks from the solutions"),
     "grade": ("coursekit.grader.grade", "grade submitted exercise notebooks in sandboxes"),
     "features": ("coursekit.features", "train the feature networks of FID/KID/precision-recall"),
@@ -28,7 +32,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str]) -> str | None:
+    """The command named on the line (the first argument that is not an option), if any."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the command chosen in ``argv`` is configured (all of them when
+    ``argv`` is None)."""
     from coursekit import __version__
 
     parser = _Parser(prog="python -m coursekit",
@@ -39,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(command=name)  # a module serving two commands asks which
-        importlib.import_module(module).configure(command)
+        if argv is None or name == _chosen(argv):
+            importlib.import_module(module).configure(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args, extras = parser.parse_known_args(argv)
     if extras:  # the same error for every command, naming it and where its options are
         parser.error(f"unrecognized arguments for '{args.command}': {' '.join(extras)} (see "

@@ -3,8 +3,9 @@
 A generated image that is a near-copy of one training image lies much closer to that image than
 to any other: the ratio ``d_1 / d_2`` of its Euclidean distances to its nearest and second-nearest
 training images is small. Held-out real images give the reference for what "not a copy" looks
-like; a ratio below ``1/3`` is the usual alarm (the criterion Carlini et al. 2023 use, with the
-nearest neighbours of the training set as the reference).
+like; a ratio below ``1/3`` is the usual alarm, the criterion of Yoon et al. (2023) and Gu et al.
+(2023); Carlini et al. (2023) use a related but different distance, relative to several nearest
+neighbours, not this ratio.
 """
 
 from __future__ import annotations

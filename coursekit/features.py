@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coursekit.models.feature_net import (FeatureClassifier, FeatureClassifierConfig, FeatureNet,
+                                          FeatureNetConfig)
 from coursekit.utils import atomic_write, eval_mode, offline_requested
 
 __all__ = ["FeatureNetConfig", "FeatureTrainConfig", "FeatureNet", "feature_net",
@@ -47,15 +49,6 @@ SHIPPED = {"digits": "digits_classifier.pt", "mnist": "mnist_classifier.pt"}
 
 
 @dataclass
-class FeatureNetConfig:
-    image_size: int = 8  # H = W of the input images (8 for digits, 28 for MNIST)
-    in_channels: int = 1  # grey images
-    channels: int = 32  # channels of the first conv block; the second has twice as many
-    feature_dim: int = 128  # size of the penultimate layer: the features the metrics use
-    num_classes: int = 10  # digits 0-9
-
-
-@dataclass
 class FeatureTrainConfig:
     epochs: int = 30  # passes over the training images
     batch_size: int = 64  # images per step
@@ -63,48 +56,6 @@ class FeatureTrainConfig:
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     shift: int = 1  # random translation in pixels (augmentation), 0 to switch it off
     seed: int = 0  # seeds initialisation, shuffling and augmentation
-
-
-class FeatureNet(nn.Module):
-    """Two conv blocks, 2x2 average pooling of the map, a 128-d feature layer, class logits.
-
-    Example:
-        >>> net = FeatureNet(FeatureNetConfig(image_size=28))
-        >>> x = torch.zeros(5, 1, 28, 28)
-        >>> tuple(net.features(x).shape), tuple(net(x).shape)
-        ((5, 128), (5, 10))
-    """
-
-    def __init__(self, config: FeatureNetConfig):
-        super().__init__()
-        self.config = config
-        w = config.channels
-
-        def block(c_in, c_out):
-            return nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                nn.MaxPool2d(2))
-
-        self.body = nn.Sequential(block(config.in_channels, w), block(w, 2 * w),
-                                  nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.embed = nn.Sequential(nn.Linear(2 * w * 4, config.feature_dim), nn.ReLU())
-        self.head = nn.Linear(config.feature_dim, config.num_classes)
-
-    def _check(self, x: torch.Tensor) -> None:
-        c, s = self.config.in_channels, self.config.image_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
-            raise ValueError(f"this feature network takes (N, {c}, {s}, {s}) images in [0, 1], "
-                             f"got shape {tuple(x.shape)}")
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` images in [0, 1] -> ``(N, feature_dim)`` features."""
-        self._check(x)
-        return self.embed(self.body(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` images in [0, 1] -> ``(N, num_classes)`` logits."""
-        return self.head(self.features(x))
 
 
 class InceptionFeatures(nn.Module):
@@ -210,43 +161,6 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
     return float((class_probs(net, images).argmax(1) == labels).double().mean())
 
 
-def _random_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """Translate each image by up to ``shift`` pixels (zero padding), the only augmentation."""
-    if shift == 0:
-        return x
-    N, _, H, W = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift))
-    dy, dx = torch.randint(0, 2 * shift + 1, (2, N), device=x.device)
-    rows = (dy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (dx[:, None] + torch.arange(W, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
-    batch = torch.arange(N, device=x.device)[:, None, None, None]
-    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows, cols]
-
-
-class _Classification(nn.Module):
-    """A ``FeatureNet`` behind the training engine's protocol: one phase, the cross-entropy of
-    randomly shifted images."""
-
-    def __init__(self, net: FeatureNet, shift: int):
-        super().__init__()
-        self.net, self.shift = net, shift
-
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("classifier",)
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"classifier": list(self.net.parameters())}
-
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        x = _random_shift(batch["x"], self.shift)  # (B, C, H, W)
-        loss = F.cross_entropy(self.net(x), batch["y"])
-        return loss, {"loss": loss.detach()}
-
-    def config_dict(self) -> dict:
-        return {**asdict(self.net.config), "shift": self.shift}
-
-
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, config: FeatureNetConfig,
                       train: FeatureTrainConfig, progress: bool = False,
                       device: str = "cpu") -> tuple[FeatureNet, list]:
@@ -260,8 +174,9 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, config: Featur
     from coursekit.train import TrainConfig, fit
 
     seed_everything(train.seed)  # the initial weights
-    net = FeatureNet(config)
-    result = fit(_Classification(net, train.shift), {"x": images, "y": labels}, TrainConfig(
+    model = FeatureClassifier(FeatureClassifierConfig(**asdict(config), shift=train.shift))
+    net = model.net
+    result = fit(model, {"x": images, "y": labels}, TrainConfig(
         epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, optimizer="adamw",
         weight_decay=train.weight_decay, lr_schedule="cosine", seed=train.seed, device=device,
         progress=progress))

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.labels import check_labels, draw_labelled
 from coursekit.models.layers import check_batch
+from coursekit.utils import eval_mode, to_numpy
 from coursekit.models.m2 import UNLABELLED
 from coursekit.models.base import TrainableModel
 
@@ -27,62 +29,7 @@ __all__ = ["draw_labelled", "check_labels", "semi_supervised_data", "augment_dig
 
 
 # ------------------------------------------------------------------------------------ labels
-
-def check_labels(labels, num_classes: int, index=None, name: str = "labels") -> np.ndarray:
-    """Validate integer class labels (and an index of labelled rows); return them as NumPy.
-
-    Raises:
-        ValueError: a label outside ``0..num_classes-1``, an index out of range or repeated,
-            or a class with no labelled example (the message names the classes).
-    """
-    labels = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{name} must be a 1-D integer array, got shape {labels.shape} and "
-                         f"dtype {labels.dtype}")
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        raise ValueError(f"{name} must lie in 0..{num_classes - 1}, got "
-                         f"{sorted(set(labels[bad].tolist()))[:10]}")
-    if index is not None:
-        index = np.asarray(index)
-        if index.ndim != 1 or (index.size and (index.min() < 0 or index.max() >= len(labels))):
-            raise ValueError(f"the labelled index must be 1-D with entries in 0..{len(labels) - 1}")
-        if len(np.unique(index)) != len(index):
-            raise ValueError("the labelled index repeats an entry")
-        labels = labels[index]
-    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
-    if missing:
-        raise ValueError(f"no labelled example of class(es) {missing}: every class needs at "
-                         f"least one")
-    return labels
-
-
-def draw_labelled(labels, per_class: int, seed: int, num_classes: int | None = None) -> np.ndarray:
-    """Draw ``per_class`` labelled examples of every class, without replacement; the sorted row
-    indices. The same seed gives the same draw.
-
-    Example:
-        >>> y = np.array([0, 1, 0, 1, 0, 1])
-        >>> draw_labelled(y, 1, seed=0).tolist() == draw_labelled(y, 1, seed=0).tolist()
-        True
-        >>> len(draw_labelled(y, 2, seed=1))
-        4
-    """
-    labels = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
-    check_labels(labels, num_classes)
-    if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, got {per_class}")
-    rng = np.random.default_rng(seed)
-    index = []
-    for c in range(num_classes):
-        members = np.flatnonzero(labels == c)
-        if len(members) < per_class:
-            raise ValueError(f"class {c} has {len(members)} examples, fewer than per_class="
-                             f"{per_class}")
-        index.extend(rng.choice(members, per_class, replace=False).tolist())
-    return np.sort(np.array(index, dtype=np.int64))
-
+# check_labels and draw_labelled live in coursekit.data.labels (re-exported here)
 
 def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_classes: int,
                          levels: torch.Tensor | None = None,
@@ -106,7 +53,7 @@ def semi_supervised_data(images: torch.Tensor, labels, labelled_index, num_class
     Raises:
         ValueError: lengths differ, labels outside ``0..K-1``, or a class has no labelled row.
     """
-    labels = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels))
+    labels = torch.as_tensor(to_numpy(labels))
     if len(labels) != len(images) or (levels is not None and len(levels) != len(images)):
         raise ValueError(f"images, labels and levels must have the same length, got "
                          f"{len(images)}, {len(labels)} and "
@@ -236,10 +183,8 @@ class ContrastiveEncoder(TrainableModel):
     def represent(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The representation ``h`` of each image, ``(B, features)``, in eval mode."""
         check_batch(x, self.config.data_shape, "the contrastive encoder")
-        was_training = self.training
-        self.eval()
-        h = torch.cat([self.encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        self.train(was_training)
+        with eval_mode(self):
+            h = torch.cat([self.encoder(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
         return h
 
     def phases(self, step: int) -> tuple[str, ...]:
@@ -281,19 +226,15 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
     """
     from sklearn.linear_model import LogisticRegression
 
-    def as_np(a):
-        return np.asarray(a.detach().cpu() if torch.is_tensor(a) else a, dtype=np.float64)
-
-    xtr, xte = as_np(train_features), as_np(test_features)
-    ytr = np.asarray(train_labels.cpu() if torch.is_tensor(train_labels) else train_labels)
-    yte = np.asarray(test_labels.cpu() if torch.is_tensor(test_labels) else test_labels)
+    xtr, xte = to_numpy(train_features, np.float64), to_numpy(test_features, np.float64)
+    ytr, yte = to_numpy(train_labels), to_numpy(test_labels)
     if len(xtr) != len(ytr) or len(xte) != len(yte):
         raise ValueError(f"features and labels must have the same length, got {len(xtr)} and "
                          f"{len(ytr)} (train), {len(xte)} and {len(yte)} (test)")
     missing = sorted(set(yte.tolist()) - set(ytr.tolist()))
     if missing:
         raise ValueError(f"no labelled example of class(es) {missing} that the test set has")
-    ref = xtr if unlabelled_features is None else as_np(unlabelled_features)
+    ref = xtr if unlabelled_features is None else to_numpy(unlabelled_features, np.float64)
     mean, std = ref.mean(0), ref.std(0) + 1e-6
     clf = LogisticRegression(C=C, max_iter=2000)
     clf.fit((xtr - mean) / std, ytr)

@@ -239,11 +239,13 @@ def log_categorical(levels: torch.Tensor, logits: torch.Tensor,
     return -_sum_per_example(F.cross_entropy(logits, levels.long(), reduction="none"))
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``, differentiably.
 
     The reparameterisation trick of Kingma and Welling (2014): the randomness is in ``eps``,
-    so gradients flow to ``mu`` and ``logvar``.
+    so gradients flow to ``mu`` and ``logvar``. Pass ``eps`` to reuse a draw, or a
+    ``generator`` to seed it.
 
     Example:
         >>> z = reparameterize(torch.zeros(10000, 1), torch.full((10000, 1), math.log(4.0)))
@@ -253,4 +255,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
                          f"{tuple(logvar.shape)}")
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    if eps is None:
+        eps = (torch.randn_like(mu) if generator is None else
+               torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype))
+    return mu + torch.exp(0.5 * logvar) * eps

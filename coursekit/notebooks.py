@@ -111,9 +111,16 @@ def with_install_cell(notebook: dict, url: str) -> dict:
 
 
 def _jupytext_update(md: Path, url: str) -> None:
+    nb = md.with_suffix(".ipynb")
+    if nb.exists():  # without the install cell, so that jupytext pairs the cells as before
+        notebook = json.loads(nb.read_text(encoding="utf-8"))
+        cells = [c for c in notebook["cells"]
+                 if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
+        if len(cells) < len(notebook["cells"]):
+            nb.write_text(json.dumps({**notebook, "cells": cells}, indent=1, sort_keys=True,
+                                     ensure_ascii=False) + "\n", encoding="utf-8")
     subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update",
                     str(md)], check=True)
-    nb = md.with_suffix(".ipynb")
     notebook = json.loads(nb.read_text(encoding="utf-8"))
     notebook = with_install_cell(notebook, url)
     nb.write_text(json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n",

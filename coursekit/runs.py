@@ -19,99 +19,40 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["PRESETS", "Preset", "configure", "run", "build_model"]
+from coursekit.recipes import RECIPES, build_model
 
+__all__ = ["PRESETS", "configure", "run", "build_model"]
 
-@dataclass(frozen=True)
-class Preset:
-    family: str                    # "VAE", "GAN" or "Diffusion"
-    help: str                      # one line for --help
-    lr: float                      # learning rate
-    betas: tuple[float, float]     # Adam's betas
-    latent_dim: int                # size of z (0: the model has no latent code of its own)
-
-
-# One table of the models and their defaults; --help and build_model both read it.
-PRESETS = {
-    "vae": Preset("VAE", "MLP VAE (Kingma and Welling 2014)", 1e-3, (0.9, 0.999), 16),
-    "conv-vae": Preset("VAE", "convolutional VAE", 1e-3, (0.9, 0.999), 16),
-    "cvae": Preset("VAE", "class-conditional MLP VAE (Sohn et al. 2015)", 1e-3, (0.9, 0.999), 16),
-    "gan": Preset("GAN", "MLP GAN, non-saturating loss (Goodfellow et al. 2014)", 2e-4,
-                  (0.5, 0.999), 32),
-    "dcgan": Preset("GAN", "DCGAN-style GAN (Radford et al. 2016)", 2e-4, (0.5, 0.999), 32),
-    "wgan-gp": Preset("GAN", "DCGAN-style critic with the WGAN-GP loss (Gulrajani et al. 2017)",
-                      1e-4, (0.0, 0.9), 32),
-    "cgan": Preset("GAN", "class-conditional MLP GAN with a projection critic", 2e-4,
-                   (0.5, 0.999), 32),
-    "ddpm": Preset("Diffusion", "diffusion model, v-prediction, DDIM sampling (Ho et al. 2020)",
-                   2e-3, (0.9, 0.999), 0),
-    "flow": Preset("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. "
-                   "2023)", 2e-3, (0.9, 0.999), 0),
-}
+PRESETS = RECIPES  # the command line's models are the recipes (coursekit.recipes)
 CHECKPOINT = "checkpoint.pt"
-NUM_CLASSES = 10  # the labelled datasets (digits, mnist) are the ten digits
 
 
 class _UsageError(Exception):
     """A bad combination of arguments: reported in one line with exit status 2."""
 
 
-def build_model(name: str, dataset, latent_dim: int | None = None, beta: float = 1.0):
-    """The model ``name`` (a key of ``PRESETS``) sized for ``dataset``. Digits use the 17-level
-    categorical likelihood; other data the Bernoulli cross-entropy on grey values."""
-    from coursekit.models import GAN, VAE, GANConfig, VAEConfig
-
-    preset = PRESETS[name]
-    shape = tuple(dataset.images.shape[1:])
-    if preset.family == "Diffusion":
-        from coursekit.models import Diffusion, DiffusionConfig
-
-        # the width and rate of Chapter 9's runs (hidden 256, lr 2e-3 in PRESETS)
-        config = DiffusionConfig(data_shape=shape, objective="flow" if name == "flow" else "v",
-                                 hidden=256, num_levels=dataset.num_levels)
-        return Diffusion(config)
-    conditional = name in ("cvae", "cgan")
-    if conditional and dataset.labels is None:
-        raise _UsageError(f"{name} needs labelled data; {dataset.name} has no labels "
-                          f"(labelled: digits, mnist)")
-    # digits and MNIST both have ten classes; a split need not contain all of them
-    classes = NUM_CLASSES if conditional else 0
-    latent_dim = latent_dim or preset.latent_dim
-    if preset.family == "VAE":
-        categorical = dataset.name == "digits"
-        return VAE(VAEConfig(data_shape=shape, latent_dim=latent_dim,
-                             arch="conv" if name == "conv-vae" else "mlp",
-                             likelihood="categorical" if categorical else "bernoulli",
-                             num_levels=dataset.num_levels if categorical else 17,
-                             beta=beta, num_classes=classes))
-    config = GANConfig(data_shape=shape, latent_dim=latent_dim,
-                       arch="mlp" if name in ("gan", "cgan") else "dcgan", num_classes=classes)
-    if name == "wgan-gp":
-        config.loss, config.gradient_penalty, config.n_critic = "wgan", 10.0, 5
-    return GAN(config)
-
-
 # ------------------------------------------------------------------------------- the parsers
 
 def _per_model(field: str) -> str:
     return ", ".join(f"{name} {getattr(p, field):g}" for name, p in PRESETS.items()
-                     if getattr(p, field))  # diffusion models have no latent size of their own
+                     if getattr(p, field))  # models without a latent size of their own: none
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``train`` or ``sample`` (the command is the parser's default
     ``command``, which ``coursekit.__main__`` sets)."""
-    from coursekit.data import IMAGE_DATASETS
+    from coursekit.data.names import IMAGE_DATASETS
 
     device_help = "'auto' (CUDA, MPS, CPU), 'cpu', 'cuda', ... (default auto: a GPU if present)"
     if parser.get_default("command") == "sample":
         parser.add_argument("run", metavar="RUN",
                             help=f"a run folder written by 'train' (or its {CHECKPOINT})")
         parser.add_argument("--n", type=int, default=64, help="how many samples (default 64)")
-        parser.add_argument("--out", required=True, help="the PNG file to write")
+        parser.add_argument("--out", required=True,
+                            help="the PNG file to write (a text file for the gpt)")
         parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
         parser.add_argument("--device", default="auto", help=device_help)
         parser.add_argument("--mean", action="store_true",
@@ -119,10 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         return
     parser.add_argument("model", choices=list(PRESETS),
                         help="; ".join(f"{k}: {p.help}" for k, p in PRESETS.items()))
-    parser.add_argument("--data", choices=IMAGE_DATASETS, default="digits",
-                        help="training data, offline (default digits)")
-    parser.add_argument("--epochs", type=int, default=20,
-                        help="passes over the data, in total when resuming (default 20)")
+    parser.add_argument("--data", choices=IMAGE_DATASETS, default=None,
+                        help="training images, offline (default digits; the gpt trains on "
+                             "the offline English text)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the data, in total when resuming (default: the "
+                             "recipe's, else 20)")
     parser.add_argument("--out", required=True,
                         help="run folder for checkpoint.pt, metrics.json, samples.png, losses.png")
     parser.add_argument("--device", default="auto", help=device_help)
@@ -131,8 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in --out from its checkpoint")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh even if --out holds a checkpoint")
-    parser.add_argument("--batch-size", type=int, default=64,
-                        help="batch size, over all processes under torchrun (default 64)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size, over all processes under torchrun (default: the "
+                             "recipe's, else 64)")
     parser.add_argument("--lr", type=float, default=None,
                         help=f"learning rate (default per model: {_per_model('lr')})")
     parser.add_argument("--latent-dim", type=int, default=None,
@@ -171,14 +115,20 @@ def _positive(name: str, value) -> None:
 
 
 def _train(args) -> int:
-    from coursekit import data
     from coursekit.device import get_device
-    from coursekit.seed import seed_everything
-    from coursekit.train import TrainConfig, fit, load_checkpoint
+    from coursekit.recipes import build
+    from coursekit.train import fit, load_checkpoint
 
     for name in ("epochs", "batch_size", "lr", "latent_dim"):
         _positive("--" + name.replace("_", "-"), getattr(args, name, None))
     get_device(args.device)  # an unknown or missing device is a usage error, before any work
+    recipe = PRESETS[args.model]
+    if args.data and not recipe.images:
+        raise _UsageError(f"{args.model} trains on the offline text: --data does not apply")
+    if args.data and recipe.labels and args.data not in ("digits", "mnist"):
+        raise _UsageError(f"{args.model} needs labelled data; {args.data} has no labels "
+                          f"(labelled: digits, mnist)")
+    args.data = args.data or recipe.data
     out = Path(args.out)
     ckpt = out / CHECKPOINT
     done = 0
@@ -190,37 +140,35 @@ def _train(args) -> int:
             raise _UsageError(f"--resume: there is no checkpoint at {ckpt} to continue (start the "
                               f"run without --resume)")
         done = load_checkpoint(ckpt)["epoch"]
-    train = data.load(args.data, "train")
-    val = data.load(args.data, data.HELD_OUT_SPLIT[args.data])
-    seed = seed_everything(args.seed)  # the initial weights depend on it too
-    model = build_model(args.model, train, args.latent_dim, args.beta)
-    preset = PRESETS[args.model]
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr or preset.lr, betas=preset.betas, seed=seed,
-                         device=args.device, amp=not args.no_amp, compile=args.compile,
-                         ema_decay=args.ema, progress=not args.quiet, checkpoint=str(ckpt),
-                         resume=args.resume, overwrite=args.overwrite)
-    result = fit(model, train, config, val_data=val)
+    epochs = args.epochs or recipe.train.get("epochs", 20)
+    run = build(args.model, args.seed, data=args.data, latent_dim=args.latent_dim,
+                beta=args.beta, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                device=args.device, amp=not args.no_amp, compile=args.compile,
+                ema_decay=args.ema, progress=not args.quiet, checkpoint=str(ckpt),
+                resume=args.resume, overwrite=args.overwrite)
+    args.epochs = epochs
+    result = fit(run.model, run.train, run.config, val_data=run.val)
     if not result.is_main:
         return 0  # under torchrun only rank 0 writes and reports
     history = result.history
-    if args.resume and done >= args.epochs:
-        print(f"{ckpt} has already trained {done} epochs (--epochs {args.epochs}): nothing to "
+    if args.resume and done >= epochs:
+        print(f"{ckpt} has already trained {done} epochs (--epochs {epochs}): nothing to "
               f"train; rewriting metrics.json and the figures from it")
     elif args.resume:
         print(f"resumed from epoch {done}")
-    _write_run(out, args, model, result, config, train.source, seed)
+    _write_run(out, args, run.model, result, run.config, run.source, args.seed, run.extra)
     summary = {k: round(v[-1], 3) for k, v in {**history.losses, **history.metrics}.items()}
     print(f"{args.model} on {args.data}: {history.epochs} epochs, {history.steps} steps, "
           f"{history.wall_seconds:.1f} s on {history.device}; last epoch {summary}; wrote {out}")
     return 0
 
 
-def _write_run(out: Path, args, model, result, config, source: str, seed: int) -> None:
-    """metrics.json (atomically), samples.png and losses.png of a finished run."""
+def _write_run(out: Path, args, model, result, config, source: str, seed: int,
+               extra: dict) -> None:
+    """metrics.json (atomically), samples.png (samples.txt for text) and losses.png."""
     import torch
 
-    from coursekit.plotting import plot_curves, save_figure, show_images
+    from coursekit.plotting import save_figure, show_images
     from coursekit.utils import atomic_write
 
     history = result.history
@@ -229,36 +177,48 @@ def _write_run(out: Path, args, model, result, config, source: str, seed: int) -
                "train_config": asdict(config), "model_config": model.config_dict(),
                "history": history.to_dict()}
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
-    torch.manual_seed(seed)
-    samples = _draw(model, result.ema, 64, mean=False)
-    save_figure(show_images(samples, title=f"{args.model} on {args.data}: 64 samples"),
-                out / "samples.png")
-    save_figure(_loss_figure(history, args.model, args.data, PRESETS[args.model].family),
-                out / "losses.png")
+    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    if model.generative and "tokenizer" in extra:
+        ids = _draw(model, result.ema, 8, mean=False, generator=generator)
+        atomic_write(out / "samples.txt", _as_text(ids, extra["tokenizer"]))
+    elif model.generative:
+        samples = _draw(model, result.ema, 64, mean=False, generator=generator)
+        save_figure(show_images(samples, title=f"{args.model} on {args.data}: 64 samples"),
+                    out / "samples.png")
+    save_figure(_loss_figure(history, args.model, args.data), out / "losses.png")
 
 
-def _loss_figure(history, model: str, dataset: str, family: str):
-    """Per-step losses (faint) and per-epoch means (markers when few) against the epoch."""
+def _as_text(ids, tokenizer) -> str:
+    return "".join(f"--- sample {i}\n{tokenizer.decode(row.tolist())}\n"
+                   for i, row in enumerate(ids))
+
+
+def _loss_figure(history, model: str, dataset: str):
+    """Every logged loss: per-step values (faint) and per-epoch means, and every ``val_*``
+    metric (dashed), against the epoch; one line style and marker per curve."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [k for k in ("neg_elbo", "rec", "kl", "d_loss", "g_loss") if k in history.losses]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     epochs = np.arange(1, history.epochs + 1)
-    marker = "o" if history.epochs <= 30 else None
-    for i, name in enumerate(names):
-        color = f"C{i}"
+    markers = "osd^v<>ph*"
+    curves = [(name, values, False) for name, values in history.losses.items()]
+    curves += [(name, values, True) for name, values in history.metrics.items()
+               if name.startswith("val_")]
+    if not curves or not history.epochs:
+        raise ValueError("the run's history holds no losses to plot")
+    for i, (name, values, held_out) in enumerate(curves):
+        color = "k" if held_out else f"C{i % 10}"
         steps = np.asarray(history.step_losses.get(name, []), dtype=float)
-        if len(steps):  # each logged step at its fraction of the epochs
+        if len(steps) and not held_out:  # each logged step at its fraction of the epochs
             ax.plot(np.linspace(0, history.epochs, len(steps) + 1)[1:], steps, color=color,
                     alpha=0.25, linewidth=0.8)
-        ax.plot(epochs, history.losses[name], color=color, marker=marker, label=name)
-    if "val_neg_elbo" in history.metrics:
-        ax.plot(epochs, history.metrics["val_neg_elbo"], color="k", marker=marker,
-                linestyle="--", label="val_neg_elbo")
+        ax.plot(epochs[:len(values)], values, color=color, marker=markers[i % len(markers)],
+                markevery=max(1, len(values) // 15), linestyle="--" if held_out else "-",
+                label=name)
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("nats per image" if family == "VAE" else "loss (per batch mean)")
+    ax.set_ylabel("loss (per-epoch mean)")
     ax.set_title(f"{model} on {dataset}: per-step (faint) and per-epoch losses")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
@@ -266,17 +226,17 @@ def _loss_figure(history, model: str, dataset: str, family: str):
     return fig
 
 
-def _draw(model, ema, n: int, mean: bool):
-    from coursekit.models import GAN, Diffusion
-
-    if isinstance(model, GAN):
-        return model.sample(n, generator=ema)
-    model = ema if ema is not None else model
-    if isinstance(model, Diffusion):
-        return model.sample(n)
-    if mean and not model.config.autoregressive:
-        return model.sample(n, mean=True)
-    return model.sample(n)
+def _draw(model, ema, n: int, mean: bool, generator=None):
+    """``n`` samples of any generative model (its moving average when the run kept one)."""
+    if not model.generative:
+        raise _UsageError(f"{type(model).__name__} is not a generative model: nothing to sample")
+    options = {"mean": True} if mean else {}
+    try:
+        return model.averaged(ema).sample(n, generator=generator, **options)
+    except TypeError as err:
+        if mean and "mean" in str(err):
+            raise _UsageError(f"--mean: {type(model).__name__} has no mean image to show") from err
+        raise
 
 
 def _sample(args) -> int:
@@ -298,6 +258,17 @@ def _sample(args) -> int:
                           f"'python -m coursekit train'")
     model, ema, payload = load_model(path, args.device)
     seed_everything(args.seed)
+    if payload["model_class"] == "GPT":
+        from coursekit.recipes import prepare_data
+        from coursekit.utils import atomic_write
+
+        tokenizer = prepare_data("gpt")[3]["tokenizer"]
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise _UsageError(f"the run's GPT has {model.config.vocab_size} tokens but the "
+                              f"offline text gives {tokenizer.vocab_size}: another Python?")
+        atomic_write(args.out, _as_text(_draw(model, ema, args.n, False), tokenizer))
+        print(f"wrote {args.out} ({args.n} samples, seed {args.seed})")
+        return 0
     with torch.no_grad():
         images = _draw(model, ema, args.n, args.mean)
     title = f"{payload['model_class']} after {payload['epoch']} epochs: {args.n} samples"

@@ -44,6 +44,7 @@ from tqdm import tqdm  # the text bar: tqdm.auto warns in Jupyter without ipywid
 
 from coursekit import distributed
 from coursekit.device import amp_dtype, get_device
+from coursekit.models.base import TrainableModel
 from coursekit.seed import seed_everything
 from coursekit.utils import atomic_write, eval_mode
 
@@ -72,7 +73,8 @@ class TrainConfig:
     optimizer: str = "adam"           # "adam", "adamw" or "adamax"
     weight_decay: float = 0.0         # L2 (adam, adamax) or decoupled (adamw) weight decay
     grad_clip: float | None = None    # clip each phase's gradient norm to this value
-    seed: int = 0                     # seeds torch, NumPy, random and the data order
+    seed: int = 0                     # seeds the initial weights (of a model not trained or
+    #                                   loaded yet), torch, NumPy, random and the data order
     device: str = "auto"              # "auto" (CUDA, MPS, CPU), or an explicit device
     amp: bool = True                  # mixed precision on a GPU (ignored on the CPU)
     compile: bool = False             # torch.compile the loss (worth it on a GPU)
@@ -556,6 +558,8 @@ def fit(model: nn.Module, data, config: TrainConfig | None = None, val_data=None
     _check_protocol(model)
     with distributed.session(get_device(config.device)) as (dist, device):
         seed_everything(config.seed)  # the same initial weights and data order in every process
+        if isinstance(model, TrainableModel) and model.is_fresh():
+            model.reseed(config.seed)  # the initial weights follow config.seed, however built
         train = as_batch_data(data, device)
         val = as_batch_data(val_data, device) if val_data is not None else None
         if val is not None and not hasattr(model, "evaluate"):

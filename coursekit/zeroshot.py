@@ -34,9 +34,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.losses import gaussian_kl, log_categorical
+from coursekit.data.levels import to_levels
+from coursekit.losses import gaussian_kl, log_categorical, reparameterize
+from coursekit.metrics.classification import gzsl_scores, harmonic_mean
 from coursekit.models.layers import check_batch
 from coursekit.models.base import TrainableModel
+from coursekit.utils import eval_mode
 
 __all__ = ["SEGMENTS", "SEVEN_SEGMENT", "unseen_splits", "harmonic_mean", "gzsl_scores",
            "dap_predict", "AttributeVAEConfig", "AttributeVAE"]
@@ -69,51 +72,6 @@ def unseen_splits(num_classes: int = 10, num_unseen: int = 3) -> list[tuple[int,
     if not 0 < num_unseen < num_classes:
         raise ValueError(f"need 0 < num_unseen < num_classes, got {num_unseen} and {num_classes}")
     return list(itertools.combinations(range(num_classes), num_unseen))
-
-
-def harmonic_mean(seen: float, unseen: float) -> float:
-    """``H = 2 s u / (s + u)``, 0 when both are 0.
-
-    Example:
-        >>> harmonic_mean(0.9, 0.0), round(harmonic_mean(0.9, 0.5), 4)
-        (0.0, 0.6429)
-    """
-    for name, v in (("seen", seen), ("unseen", unseen)):
-        if not 0.0 <= v <= 1.0 or math.isnan(v):
-            raise ValueError(f"{name} accuracy must lie in [0, 1], got {v}")
-    return 0.0 if seen + unseen == 0 else 2.0 * seen * unseen / (seen + unseen)
-
-
-def _per_class_accuracy(pred: np.ndarray, true: np.ndarray, classes) -> float:
-    accs = [float((pred[true == c] == c).mean()) for c in classes if (true == c).any()]
-    if not accs:
-        raise ValueError(f"no test example of any of the classes {list(classes)}")
-    return float(np.mean(accs))
-
-
-def gzsl_scores(pred, true, unseen) -> dict[str, float]:
-    """Generalised zero-shot scores of predictions among all classes.
-
-    Returns:
-        ``{"seen", "unseen", "h"}``: the per-class mean accuracy over test images of seen classes,
-        over those of unseen classes, and their harmonic mean.
-
-    Raises:
-        ValueError: ``pred`` and ``true`` differ in length, or a group has no test image.
-
-    Example:
-        >>> gzsl_scores([0, 1, 2, 0], [0, 1, 2, 2], unseen=[2])
-        {'seen': 1.0, 'unseen': 0.5, 'h': 0.6666666666666666}
-    """
-    pred, true = np.asarray(pred), np.asarray(true)
-    if pred.shape != true.shape:
-        raise ValueError(f"pred and true must have the same length, got {pred.shape} and "
-                         f"{true.shape}")
-    unseen = sorted(set(int(c) for c in unseen))
-    seen = sorted(set(true.tolist()) - set(unseen))
-    s = _per_class_accuracy(pred, true, seen)
-    u = _per_class_accuracy(pred, true, unseen)
-    return {"seen": s, "unseen": u, "h": harmonic_mean(s, u)}
 
 
 def _check_zsl(labels: np.ndarray, unseen, attributes: np.ndarray) -> None:
@@ -228,9 +186,9 @@ class AttributeVAE(TrainableModel):
                              f"{tuple(a.shape)}")
         levels = batch.get("levels")
         if levels is None:
-            levels = torch.round(x * (c.num_levels - 1)).long()
+            levels = to_levels(x, c.num_levels)
         mu, logvar = self.encoder(torch.cat([x.flatten(1), a], 1)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)               # (B, latent)
+        z = reparameterize(mu, logvar)                                        # (B, latent)
         rec = -log_categorical(levels.reshape(len(x), -1), self.decode(z, a))
         return rec + gaussian_kl(mu, logvar)
 
@@ -239,18 +197,16 @@ class AttributeVAE(TrainableModel):
         """``n`` images per code row, ``(len(codes) * n, C, H, W)`` in ``[0, 1]``: grey levels
         drawn from ``p(x|z, a)`` with ``z ~ N(0, I)``, or the decoder's mean level."""
         c = self.config
-        was_training = self.training
-        self.eval()
-        a = codes.float().repeat_interleave(n, 0)                             # (K * n, A)
-        z = torch.randn(len(a), c.latent_dim, device=a.device)
-        probs = self.decode(z, a).softmax(1)                                   # (K * n, L, D)
-        if mean:
-            grid = torch.arange(c.num_levels, device=a.device, dtype=probs.dtype)
-            levels = torch.einsum("bld,l->bd", probs, grid)
-        else:
-            flat = probs.transpose(1, 2).reshape(-1, c.num_levels)
-            levels = torch.multinomial(flat, 1).view(len(a), -1).float()
-        self.train(was_training)
+        with eval_mode(self):
+            a = codes.float().repeat_interleave(n, 0)                             # (K * n, A)
+            z = torch.randn(len(a), c.latent_dim, device=a.device)
+            probs = self.decode(z, a).softmax(1)                                   # (K * n, L, D)
+            if mean:
+                grid = torch.arange(c.num_levels, device=a.device, dtype=probs.dtype)
+                levels = torch.einsum("bld,l->bd", probs, grid)
+            else:
+                flat = probs.transpose(1, 2).reshape(-1, c.num_levels)
+                levels = torch.multinomial(flat, 1).view(len(a), -1).float()
         return (levels / (c.num_levels - 1)).view(len(a), *c.data_shape)
 
     def phases(self, step: int) -> tuple[str, ...]:

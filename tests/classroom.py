@@ -83,6 +83,14 @@ def _points(name: str) -> dict:
     return {t.function: t.points for t in load_exercise(name).tasks}
 
 
+def _lost(name: str, function: str) -> int:
+    """The points a notebook of ``name`` loses when ``function`` is stubbed or wrong: its own
+    task's, and those of the tasks that call it (the tasks' ``uses``; the exercises say that a
+    task runs with the student's own helpers)."""
+    return sum(t.points for t in load_exercise(name).tasks
+               if t.function == function or function in t.uses)
+
+
 def honest_class(names: list[str], copies: int = 1) -> list[Submission]:
     """Correct, partly correct (one task stubbed) and wrong notebooks of each exercise."""
     out = []
@@ -95,12 +103,12 @@ def honest_class(names: list[str], copies: int = 1) -> list[Submission]:
                                   "everything solved"))
             left = functions[c % len(functions)]
             out.append(Submission(f"{name}-partial-{c}", stub_task(solved_notebook(name), left),
-                                  total - points[left], name, f"{left} left as the stub"))
+                                  total - _lost(name, left), name, f"{left} left as the stub"))
             wrong = functions[(c + 1) % len(functions)]
             out.append(Submission(
                 f"{name}-wrong-{c}",
                 replace_body(solved_notebook(name), wrong, "return -123456.789"),
-                total - points[wrong], name, f"{wrong} returns a wrong number"))
+                total - _lost(name, wrong), name, f"{wrong} returns a wrong number"))
     return out
 
 
@@ -116,7 +124,7 @@ def hostile_class(name: str = "01_background", other: str = "05_evaluation",
     points = _points(name)
     total = sum(points.values())
     first = list(points)[0]
-    lose_first = total - points[first]
+    lose_first = total - _lost(name, first)
     solutions = str(SOLUTIONS)
 
     def solved():

@@ -244,3 +244,60 @@ def test_nn_distance_ratio_flags_copies_and_refuses_bad_input(val):
         copies.nn_distance_ratio(train[:1], train[:1])
     with pytest.raises(ValueError, match="different sizes per example"):
         copies.nn_distance_ratio(torch.rand(2, 10), train)
+
+
+@pytest.mark.parametrize("objective", ["eps", "v", "flow"])
+def test_min_snr_loss_is_the_x0_error_weighted_by_the_clipped_snr(objective):
+    # Hang et al. (2023): whatever the target, the weighted loss is min(SNR, gamma) ||x0 - x0_hat||^2
+    model = _model(objective=objective, min_snr_gamma=5.0, snap=False, clip_x0=False,
+                   timesteps=1000).eval()
+    x = torch.rand(6, 1, 8, 8)
+    x0, noise = 2 * x - 1, torch.randn(6, 1, 8, 8)
+    t = (torch.tensor([0.02, 0.1, 0.3, 0.5, 0.7, 0.95]) if objective == "flow"
+         else torch.tensor([1, 20, 150, 400, 700, 990]))
+    with torch.no_grad():
+        loss = model.losses({"x": x}, t=t, noise=noise)
+        x0_hat, _ = model.predict(model.q_sample(x0, t, noise), t)
+    x0_error = (x0 - x0_hat).pow(2).flatten(1).mean(1)
+    assert torch.allclose(loss, model.snr(t).clamp(max=5.0) * x0_error, rtol=1e-3, atol=1e-6)
+    assert float(model.snr(t).max()) > 5 and float(model.snr(t).min()) < 5   # both regimes
+    plain = _model(objective=objective, snap=False, clip_x0=False, timesteps=1000)
+    assert torch.equal(plain.loss_weight(t), torch.ones(6))
+    with pytest.raises(ValueError, match="min_snr_gamma must be positive"):
+        DiffusionConfig(min_snr_gamma=0.0)
+
+
+def test_the_snapping_decoder_is_a_distribution_and_the_endpoint_bound_is_unbiased(val):
+    model = _model(timesteps=40).eval()
+    x0 = 2 * val.images[:3] - 1
+    t = torch.full((3,), 4)
+    x_t = model.q_sample(x0, t, torch.randn_like(x0))
+    alpha, sigma = model._scales(t, x0.ndim)
+    with torch.no_grad():
+        x0_net, _ = model.predict(x_t, t, snap=False)
+        p = model.snap_logits(x_t, x0_net, alpha, sigma).softmax(dim=0)       # (L, B, ...)
+    assert torch.allclose(p.sum(0), torch.ones_like(x0))
+    batch = {"x": val.images[:8], "levels": val.levels[:8]}
+    with torch.no_grad():
+        torch.manual_seed(0)
+        full = model.nll_bound(batch, t_samples=None, endpoint=5)
+        torch.manual_seed(0)
+        estimate = model.nll_bound(batch, t_samples=300, endpoint=5)
+    assert bool(torch.isfinite(full).all()) and bool((full > 0).all())
+    assert abs(float(estimate.mean()) / float(full.mean()) - 1) < 0.1
+    with pytest.raises(ValueError, match="endpoint must lie in 1..39"):
+        model.nll_bound(batch, endpoint=40)
+
+
+def test_ddim_on_the_flow_grid_visits_the_flow_samplers_noise_levels():
+    model = _model(timesteps=1000)
+    steps = model.timesteps_for(10, grid="flow")
+    assert steps[0] == 1000 and steps == sorted(steps, reverse=True) and len(steps) == 10
+    snr = model.snr(torch.tensor(steps[1:]))
+    flow_snr = torch.tensor([((1 - t) / t) ** 2 for t in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3,
+                                                          0.2, 0.1)])
+    assert torch.allclose(snr.log(), flow_snr.log(), atol=0.05)
+    x = model.sample(4, steps=10, grid="flow", x_T=torch.randn(4, 1, 8, 8))
+    assert x.shape == (4, 1, 8, 8)
+    with pytest.raises(ValueError, match="unknown grid 'log'"):
+        model.timesteps_for(10, grid="log")

@@ -44,7 +44,7 @@ def test_m2_shapes_and_gradients(classifier, likelihood):
     assert model.classify(batch["x"]).shape == (6, 10)
     assert model.labelled_bounds_all(batch).shape == (6, 10)
     assert model.unlabelled_bound(batch).shape == (6,)
-    assert model.sample(torch.arange(3)).shape == (3, 1, 8, 8)
+    assert model.sample(3, labels=torch.arange(3)).shape == (3, 1, 8, 8)
     loss, logs = model.loss("m2", batch, 0)
     loss.backward()
     assert torch.isfinite(loss) and {"labelled_bound", "unlabelled_bound", "ce",
@@ -113,10 +113,13 @@ def test_m2_training_is_deterministic_and_learns():
 def test_m2_bad_input():
     model = M2(M2Config(latent_dim=4, hidden=32))
     batch = _batch()
+    # the data is checked once, before training (fit calls check_data), not at every step
     with pytest.raises(ValueError, match=r"labels must lie in 0..9.*\[10\]"):
-        model.loss("m2", {**batch, "y": torch.tensor([10, -1, -1, -1, -1, -1])}, 0)
+        model.check_data({**batch, "y": torch.tensor([10, -1, -1, -1, -1, -1])})
     with pytest.raises(ValueError, match="one entry per image"):
-        model.loss("m2", {**batch, "y": torch.tensor([1, -1])}, 0)
+        model.check_data({**batch, "y": torch.tensor([1, -1])})
+    with pytest.raises(ValueError, match=r"levels must lie in 0..16"):
+        model.check_data({**batch, "levels": batch["levels"] + 17})
     with pytest.raises(ValueError, match=r"\(B, 1, 8, 8\)"):
         model.classify(torch.zeros(2, 64))
     with pytest.raises(ValueError, match="unknown phase"):
@@ -255,6 +258,6 @@ def test_m2_on_feature_vectors_with_a_gaussian_likelihood():
     loss, _ = model.loss("m2", batch, 0)
     loss.backward()
     assert torch.isfinite(loss) and model.logvar_x.grad is not None
-    assert model.sample(torch.arange(4)).shape == (4, 12)
+    assert model.sample(4, labels=torch.arange(4)).shape == (4, 12)
     with pytest.raises(ValueError, match=r"need images \(C, H, W\)"):
         M2Config(data_shape=(12,), consistency=1.0)

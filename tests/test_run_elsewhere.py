@@ -114,3 +114,19 @@ def test_summary_reports_every_task_of_the_exercise(capsys, monkeypatch):
     assert f"every public check passed in 1 of {len(ids)} tasks" in out
     with pytest.raises(ValueError, match="unknown exercise"):
         tasks.summary("99_nothing")
+
+
+def test_sync_twice_keeps_cell_ids_unique(tmp_path):
+    from coursekit.notebooks import stale_notebooks, sync
+
+    (tmp_path / "book").mkdir()
+    md = tmp_path / "book" / "01_x.md"
+    md.write_text("---\njupytext:\n  formats: ipynb,md:myst\nkernelspec:\n  display_name: Python 3"
+                  "\n  language: python\n  name: python3\n---\n\n# T\n\n```{code-cell} ipython3\n"
+                  "x = 1\n```\n", encoding="utf-8")
+    sync(tmp_path)
+    sync(tmp_path)  # the second time, the .ipynb already starts with the install cell
+    cells = json.loads(md.with_suffix(".ipynb").read_text(encoding="utf-8"))["cells"]
+    ids = [c["id"] for c in cells]
+    assert ids[0] == "coursekit-install" and len(set(ids)) == len(ids) == 3
+    assert stale_notebooks(tmp_path) == []

@@ -23,51 +23,11 @@ import io
 import numpy as np
 import torch
 
+from coursekit.metrics.classification import auroc
+from coursekit.utils import to_numpy
+
 __all__ = ["auroc", "one_class_split", "pca_score", "knn_score", "ocsvm_score", "vae_score",
            "complexity_bits"]
-
-
-def _as_numpy(values, name: str) -> np.ndarray:
-    if torch.is_tensor(values):
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    return arr
-
-
-def auroc(scores, is_anomaly) -> float:
-    """Area under the ROC curve: P(score of an anomaly > score of a normal example), ties 1/2.
-
-    Computed from ranks (the Mann-Whitney U statistic), so it equals
-    ``sklearn.metrics.roc_auc_score(is_anomaly, scores)``.
-
-    Args:
-        scores: ``(N,)`` real numbers, higher = more anomalous.
-        is_anomaly: ``(N,)`` booleans (or 0/1), with both values present.
-
-    Example:
-        >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
-        0.75
-    """
-    from scipy.stats import rankdata
-
-    s = _as_numpy(scores, "scores").astype(np.float64)
-    y = _as_numpy(is_anomaly, "is_anomaly")
-    if len(s) != len(y):
-        raise ValueError(f"scores has {len(s)} entries but is_anomaly has {len(y)}")
-    if not np.isfinite(s).all():
-        raise ValueError(f"scores has {int((~np.isfinite(s)).sum())} non-finite values")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"is_anomaly must hold booleans or 0/1, got values {np.unique(y)[:5]}")
-    y = y.astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"AUROC needs both anomalies and normal examples, got {n_pos} and "
-                         f"{n_neg}")
-    ranks = rankdata(s)  # average ranks for ties
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
 
 
 def one_class_split(images: torch.Tensor, labels: torch.Tensor, normal: int,
@@ -89,9 +49,7 @@ def one_class_split(images: torch.Tensor, labels: torch.Tensor, normal: int,
 
 
 def _flat(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    return to_numpy(x, np.float64).reshape(len(x), -1)
 
 
 def pca_score(train, test, n_components: int = 20) -> np.ndarray:
@@ -107,7 +65,12 @@ def pca_score(train, test, n_components: int = 20) -> np.ndarray:
 
 
 def knn_score(train, test, k: int = 1) -> np.ndarray:
-    """Mean Euclidean distance from each test example to its ``k`` nearest training examples."""
+    """Mean Euclidean distance from each test example to its ``k`` nearest training examples.
+
+    Example:
+        >>> knn_score(np.zeros((3, 2)), np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+        [5.0, 0.0]
+    """
     from sklearn.neighbors import NearestNeighbors
 
     a, b = _flat(train), _flat(test)
@@ -133,7 +96,7 @@ def complexity_bits(images: torch.Tensor) -> np.ndarray:
         raise ValueError(f"images must be (N, 1, H, W), got "
                          f"{tuple(images.shape) if torch.is_tensor(images) else type(images)}")
     out = []
-    for image in (images[:, 0].cpu().numpy() * 255).round().astype(np.uint8):
+    for image in (to_numpy(images[:, 0]) * 255).round().astype(np.uint8):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="PNG", optimize=True)
         out.append(8 * len(buffer.getvalue()))

@@ -25,27 +25,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from coursekit.data.labels import check_labels
+from coursekit.utils import eval_mode
+
 __all__ = ["check_labels", "sample_labelled", "shift_augment", "latent_class_samples",
            "AugmentConfig", "classifier_accuracy"]
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, n: int | None = None) -> torch.Tensor:
-    """Check ``labels`` is an integer ``(N,)`` tensor with values in ``[0, num_classes)`` (and
-    ``N == n`` if given); returns it.
-
-    Raises:
-        ValueError: naming the shape or the offending values.
-    """
-    if not torch.is_tensor(labels) or labels.ndim != 1 or labels.is_floating_point():
-        got = ((labels.dtype, tuple(labels.shape)) if torch.is_tensor(labels)
-               else type(labels).__name__)
-        raise ValueError(f"labels must be an integer (N,) tensor, got {got}")
-    if n is not None and len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} images")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {bad.unique()[:5].tolist()}")
-    return labels
 
 
 def sample_labelled(labels: torch.Tensor, per_class: int, num_classes: int = 10,
@@ -58,7 +42,7 @@ def sample_labelled(labels: torch.Tensor, per_class: int, num_classes: int = 10,
         >>> torch.tensor([0, 1, 0, 1, 0, 1])[idx].tolist()
         [0, 0, 1, 1]
     """
-    check_labels(labels, num_classes)
+    check_labels(labels, num_classes, every_class=False)
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     gen = torch.Generator().manual_seed(seed)
@@ -82,7 +66,7 @@ def shift_augment(x: torch.Tensor, y: torch.Tensor, shift: int = 1,
     """
     if x.ndim != 4:
         raise ValueError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
-    check_labels(y, num_classes, len(x))
+    check_labels(y, num_classes, n=len(x), every_class=False)
     if shift < 1 or shift >= min(x.shape[2:]):
         raise ValueError(f"shift must lie in [1, {min(x.shape[2:]) - 1}], got {shift}")
     H, W = x.shape[2:]
@@ -110,7 +94,7 @@ def latent_class_samples(vae, x: torch.Tensor, y: torch.Tensor, per_class: int,
     Returns:
         ``(x_gen (num_classes * per_class, C, H, W), y_gen)``, class by class.
     """
-    check_labels(y, num_classes, len(x))
+    check_labels(y, num_classes, n=len(x), every_class=False)
     if per_class < 1 or scale <= 0:
         raise ValueError(f"need per_class >= 1 and scale > 0, got {per_class}, {scale}")
     counts = torch.bincount(y, minlength=num_classes)
@@ -118,19 +102,17 @@ def latent_class_samples(vae, x: torch.Tensor, y: torch.Tensor, per_class: int,
         raise ValueError(f"every class needs >= 2 labelled images to fit its spread, got counts "
                          f"{counts.tolist()}")
     device = next(vae.parameters()).device
-    was_training = vae.training
-    vae.eval()
-    gen = torch.Generator().manual_seed(seed)
-    mu, _ = vae.encode(x.to(device))                                      # (N, latent)
-    mu = mu.cpu()
-    zs = []
-    for c in range(num_classes):
-        m = mu[y == c]                                                    # (n_c, latent)
-        eps = torch.randn(per_class, m.shape[1], generator=gen)
-        zs.append(m.mean(0) + scale * m.std(0) * eps)                     # (per_class, latent)
-    z = torch.cat(zs).to(device)
-    images = vae._from_decoded(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
-    vae.train(was_training)
+    with eval_mode(vae):
+        gen = torch.Generator().manual_seed(seed)
+        mu, _ = vae.encode(x.to(device))                                      # (N, latent)
+        mu = mu.cpu()
+        zs = []
+        for c in range(num_classes):
+            m = mu[y == c]                                                    # (n_c, latent)
+            eps = torch.randn(per_class, m.shape[1], generator=gen)
+            zs.append(m.mean(0) + scale * m.std(0) * eps)                     # (per_class, latent)
+        z = torch.cat(zs).to(device)
+        images = vae.pixels(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     return images, labels
 

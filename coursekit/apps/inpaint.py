@@ -24,14 +24,15 @@ twice the conditional variance), which is why a single sample loses to the mean 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from coursekit.losses import log_normal
+from coursekit.losses import log_normal, reparameterize
+from coursekit.metrics.image import psnr
+from coursekit.utils import eval_mode, to_numpy
 
 __all__ = ["make_mask", "check_mask", "apply_mask", "masked_mse", "masked_psnr",
            "nearest_neighbour_inpaint", "ridge_inpaint", "biharmonic_inpaint", "InpaintConfig",
@@ -127,7 +128,8 @@ def masked_mse(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torc
 
 def masked_psnr(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
                 data_range: float = 1.0) -> torch.Tensor:
-    """PSNR in dB on the hidden pixels only, per image ``(N,)`` float64 (``inf`` if exact).
+    """PSNR in dB on the hidden pixels only, per image ``(N,)`` float64 (``inf`` if exact):
+    ``coursekit.metrics.psnr`` with ``mask=``.
 
     Example:
         >>> x = torch.zeros(1, 1, 2, 2); x_hat = x.clone(); x_hat[0, 0, 1] = 0.1
@@ -135,9 +137,10 @@ def masked_psnr(x_hat: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
         >>> round(float(masked_psnr(x_hat, x, m)[0]), 6)  # the hidden row is off by 0.1
         20.0
     """
-    if data_range <= 0:
-        raise ValueError(f"data_range must be > 0, got {data_range}")
-    return 10 * torch.log10(data_range ** 2 / masked_mse(x_hat, x, mask))
+    _check_images(x_hat, "x_hat")
+    _check_images(x)
+    check_mask(mask, x.shape)
+    return psnr(x_hat, x, data_range, mask=mask)
 
 
 def _visible_hidden(x: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +213,7 @@ def biharmonic_inpaint(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
     _check_images(x)
     check_mask(mask, x.shape)
-    m = mask.cpu().numpy()
+    m = to_numpy(mask)
     out = x.clone()
     for i, image in enumerate(x.cpu().double().numpy()):                  # image: (C, H, W)
         filled = inpaint_biharmonic(np.moveaxis(image, 0, -1), m, channel_axis=-1)
@@ -229,14 +232,7 @@ class InpaintConfig:
 
 def _pixel_log_lik(vae, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
     """``log p(x_i | z)`` per pixel, ``(B, *data_shape)``, for the non-autoregressive VAE."""
-    c = vae.config
-    if c.likelihood == "categorical":
-        levels = torch.round(x * (c.num_levels - 1)).long()               # (B, C, H, W)
-        return F.log_softmax(decoded, dim=1).gather(1, levels.unsqueeze(1)).squeeze(1)
-    if c.likelihood == "bernoulli":
-        return -F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
-    logvar = vae.logvar_x.expand_as(x)
-    return -0.5 * (math.log(2 * math.pi) + logvar + (x - decoded).square() / logvar.exp())
+    return vae.likelihood.log_prob(x, decoded, logvar=vae.logvar_x, reduce=False)
 
 
 @torch.no_grad()
@@ -274,54 +270,45 @@ def vae_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, config: InpaintConfig 
     _check_images(x)
     check_mask(mask, x.shape)
     device = next(vae.parameters()).device
-    was_training = vae.training
-    vae.eval()
-    gen = torch.Generator(device=device).manual_seed(c.seed)
-    S, N = c.num_samples, x.shape[0]
-    hidden = mask.to(device).expand(S * N, *x.shape[1:])                  # (S*N, C, H, W)
-    x_obs = x.to(device).repeat(S, 1, 1, 1)                               # (S*N, C, H, W)
-    start = torch.zeros(x.shape[1:], device=device) if fill is None else fill.to(device)
-    cur = torch.where(hidden, start.expand_as(x_obs), x_obs)              # (S*N, C, H, W)
-    latent = vae.config.latent_dim
-    zero = torch.zeros(1, device=device)
-    z = log_target = None
-    for _ in range(c.steps):
-        mu, logvar = vae.encode(cur)                                      # (S*N, latent) each
-        eps = torch.randn(mu.shape, generator=gen, device=device)
-        z_new = mu + torch.exp(0.5 * logvar) * eps                        # z' ~ q(z | x)
-        decoded_new = vae.decode(z_new)
-        log_obs_new = (_pixel_log_lik(vae, cur, decoded_new) * ~hidden).flatten(1).sum(1)
-        log_target_new = log_obs_new + log_normal(z_new, zero.expand(latent), zero.expand(latent))
-        if c.method == "mwg" and z is not None:
-            # log acceptance ratio: target(z') q(z | x) / (target(z) q(z' | x)), with q given by
-            # the current completion x (Mattei and Frellsen 2018, Algorithm 1)
-            log_q_old = log_normal(z, mu, logvar)
-            log_q_new = log_normal(z_new, mu, logvar)
-            log_alpha = log_target_new - log_target + log_q_old - log_q_new  # (S*N,)
-            u = torch.rand(log_alpha.shape, generator=gen, device=device)
-            accept = torch.log(u) < log_alpha                             # (S*N,)
-            z = torch.where(accept[:, None], z_new, z)
-            log_target = torch.where(accept, log_target_new, log_target)
-            decoded = vae.decode(z)
-        else:
-            z, log_target, decoded = z_new, log_target_new, decoded_new
-        x_m = _sample_pixels(vae, decoded, gen)                           # (S*N, C, H, W)
-        cur = torch.where(hidden, x_m, x_obs)
-    vae.train(was_training)
+    with eval_mode(vae):
+        gen = torch.Generator(device=device).manual_seed(c.seed)
+        S, N = c.num_samples, x.shape[0]
+        hidden = mask.to(device).expand(S * N, *x.shape[1:])                  # (S*N, C, H, W)
+        x_obs = x.to(device).repeat(S, 1, 1, 1)                               # (S*N, C, H, W)
+        start = torch.zeros(x.shape[1:], device=device) if fill is None else fill.to(device)
+        cur = torch.where(hidden, start.expand_as(x_obs), x_obs)              # (S*N, C, H, W)
+        latent = vae.config.latent_dim
+        zero = torch.zeros(1, device=device)
+        z = log_target = None
+        for _ in range(c.steps):
+            mu, logvar = vae.encode(cur)                                      # (S*N, latent) each
+            eps = torch.randn(mu.shape, generator=gen, device=device)
+            z_new = reparameterize(mu, logvar, eps)                     # z' ~ q(z | x)
+            decoded_new = vae.decode(z_new)
+            log_obs_new = (_pixel_log_lik(vae, cur, decoded_new) * ~hidden).flatten(1).sum(1)
+            log_target_new = log_obs_new + log_normal(z_new, zero.expand(latent),
+                                                      zero.expand(latent))
+            if c.method == "mwg" and z is not None:
+                # log acceptance ratio: target(z') q(z | x) / (target(z) q(z' | x)), with q given by
+                # the current completion x (Mattei and Frellsen 2018, Algorithm 1)
+                log_q_old = log_normal(z, mu, logvar)
+                log_q_new = log_normal(z_new, mu, logvar)
+                log_alpha = log_target_new - log_target + log_q_old - log_q_new  # (S*N,)
+                u = torch.rand(log_alpha.shape, generator=gen, device=device)
+                accept = torch.log(u) < log_alpha                             # (S*N,)
+                z = torch.where(accept[:, None], z_new, z)
+                log_target = torch.where(accept, log_target_new, log_target)
+                decoded = vae.decode(z)
+            else:
+                z, log_target, decoded = z_new, log_target_new, decoded_new
+            x_m = _sample_pixels(vae, decoded, gen)                           # (S*N, C, H, W)
+            cur = torch.where(hidden, x_m, x_obs)
     return cur.view(S, N, *x.shape[1:]).cpu()
 
 
 def _sample_pixels(vae, decoded: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """One draw of every pixel from ``p(x | z)`` given the decoder's output, seeded by ``gen``."""
-    c = vae.config
-    if c.likelihood == "categorical":
-        probs = decoded.softmax(dim=1).movedim(1, -1)                     # (B, C, H, W, L)
-        levels = torch.multinomial(probs.reshape(-1, c.num_levels), 1, generator=gen)
-        return levels.view(probs.shape[:-1]).float() / (c.num_levels - 1)
-    if c.likelihood == "bernoulli":
-        return torch.bernoulli(torch.sigmoid(decoded), generator=gen)
-    noise = torch.randn(decoded.shape, generator=gen, device=decoded.device)
-    return (decoded + torch.exp(0.5 * vae.logvar_x) * noise).clamp(0, 1)
+    return vae.pixels(decoded, generator=gen)
 
 
 # the value a hidden pixel takes in a mask-trained VAE's input: never a grey level
@@ -377,17 +364,15 @@ def encoder_inpaint(vae, x: torch.Tensor, mask: torch.Tensor, num_samples: int =
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     visible = apply_mask(x, mask, MASKED_FILL)
     device = next(vae.parameters()).device
-    was_training = vae.training
-    vae.eval()
-    gen = torch.Generator(device=device).manual_seed(seed)
-    mu, logvar = vae.encode(visible.to(device))                           # (N, latent) each
-    out = []
-    for _ in range(num_samples):
-        eps = torch.randn(mu.shape, generator=gen, device=device)
-        z = mu + torch.exp(0.5 * logvar) * eps                            # z ~ q(z | x_o)
-        decoded = vae.decode(z)
-        x_m = (vae._from_decoded(decoded, mean=True) if pixel_mean
-               else _sample_pixels(vae, decoded, gen)).cpu()               # (N, C, H, W)
-        out.append(torch.where(mask, x_m, x))
-    vae.train(was_training)
+    with eval_mode(vae):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        mu, logvar = vae.encode(visible.to(device))                           # (N, latent) each
+        out = []
+        for _ in range(num_samples):
+            eps = torch.randn(mu.shape, generator=gen, device=device)
+            z = reparameterize(mu, logvar, eps)                         # z ~ q(z | x_o)
+            decoded = vae.decode(z)
+            x_m = (vae.pixels(decoded, mean=True) if pixel_mean
+                   else _sample_pixels(vae, decoded, gen)).cpu()               # (N, C, H, W)
+            out.append(torch.where(mask, x_m, x))
     return torch.stack(out)                                               # (S, N, C, H, W)

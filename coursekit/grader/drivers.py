@@ -9,17 +9,17 @@ gradients, or lets the discriminator's loss leak into the generator's gradient, 
 different parameters; the GAN driver also counts the backward passes that reach the generator,
 so a missing ``detach`` shows even when the gradients are cleared in time.
 
-A "train it and reach a threshold" task cannot be judged by equality with the reference: two
-correct trainings end at different weights. Its driver calls the student's training function,
-measures the result on held-out data with the driver's own code, and returns plain verdicts
-``{"<what> <op> <limit>": True/False}`` (printing the measured value); the reference solution
-returns all ``True``, so :func:`coursekit.grader.tasks.compare` judges them as any other answer.
+A "train it and reach a threshold" task returns its trained network as arrays
+(:func:`network`): the drivers below call the student's training function and convert what it
+returns, nothing more. Everything here runs beside the student's code and can be replaced by
+it, so nothing here measures or decides: :mod:`coursekit.grader.judges` measures the arrays in
+the grader's own process, on held-out data the sandbox never receives.
 """
 
 from __future__ import annotations
 
-__all__ = ["gan_step", "vae_step", "mixture_fit", "wgan_gp", "discriminator_fit",
-           "vae_fit", "gan_fit"]
+__all__ = ["gan_step", "vae_step", "wgan_gp", "network", "discriminator_net", "vae_nets",
+           "generator_net"]
 
 STALE_GRADIENT = 0.5
 
@@ -94,47 +94,6 @@ def vae_step(step, enc_weight, enc_bias, dec_weight, dec_bias, x, eps, lr: float
     return {"loss": float(loss), "encoder": _params(encoder), "decoder": _params(decoder)}
 
 
-# ------------------------------------------------------------------- thresholds (training tasks)
-
-def _below(what: str, value: float, limit: float) -> dict:
-    """The verdict ``{"<what> < <limit>": value < limit}``, printing the measured value."""
-    import math
-
-    ok = bool(math.isfinite(value) and value < limit)
-    print(f"{what} = {value:.4g} (needs < {limit:g}): {'reached' if ok else 'NOT reached'}")
-    return {f"{what} < {limit:g}": ok}
-
-
-def mixture_fit(fit, train, test, num_components: int, iterations: int, seed: int,
-                limit: float) -> dict:
-    """Call ``fit(train, num_components, iterations, seed) -> (log_weights, log_probs)`` and
-    judge the fitted mixture of per-pixel categoricals by its NLL on ``test`` (Exercise 1).
-
-    ``train`` and ``test`` are ``(N, D)`` integer levels; ``log_probs`` must be ``(M, D, K)``
-    and normalised over ``K``, ``log_weights`` ``(M,)`` and normalised.
-    """
-    import numpy as np
-
-    def logsumexp(a, axis=None):
-        top = np.max(a, axis=axis, keepdims=True)
-        return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
-
-    train, test = np.asarray(train), np.asarray(test)
-    log_weights, log_probs = fit(train, int(num_components), int(iterations), int(seed))
-    log_weights = np.asarray(log_weights, dtype=np.float64)
-    log_probs = np.asarray(log_probs, dtype=np.float64)
-    M, D = int(num_components), train.shape[1]
-    if log_weights.shape != (M,) or log_probs.ndim != 3 or log_probs.shape[:2] != (M, D):
-        raise ValueError(f"expected log_weights of shape ({M},) and log_probs of shape "
-                         f"({M}, {D}, K), got {log_weights.shape} and {log_probs.shape}")
-    normalised = bool(np.isclose(logsumexp(log_weights), 0.0, atol=1e-6)
-                      and np.allclose(logsumexp(log_probs, axis=-1), 0.0, atol=1e-6))
-    joint = log_probs[:, np.arange(D), test].sum(axis=-1).T + log_weights  # (N, M)
-    nll = float(-logsumexp(joint, axis=1).mean())
-    return {"weights and tables sum to 1": normalised,
-            **_below("test NLL (nats per image)", nll, float(limit))}
-
-
 def _mlp(weights):
     """``Linear -> tanh -> Linear`` from ``[w1, b1, w2, b2]`` (plain arrays)."""
     import torch
@@ -174,60 +133,66 @@ def wgan_gp(loss_fn, w1, b1, w2, b2, real, fake, eps, lam: float = 10.0) -> dict
                                            for p in critic.parameters()]}
 
 
-def discriminator_fit(train, mean_data: float, std_data: float, mean_g: float, std_g: float,
-                      n: int, seed: int, limit: float) -> dict:
-    """Call ``train(real, fake, seed) -> D`` on ``n`` samples of two normal densities and judge
-    the returned discriminator (``(B, 1)`` inputs to ``(B, 1)`` logits) by its mean distance to
-    ``D* = p_data / (p_data + p_g)`` on a grid where the densities are not negligible
-    (Exercise 2).
+# --------------------------------------------------------- trained networks, as plain arrays
+
+_SKIPPED = ("Flatten", "Unflatten", "Identity", "Dropout")
+
+
+def network(module, what: str = "the network") -> dict:
+    """A ``torch.nn.Sequential`` of ``Linear`` layers and ``Tanh``/``ReLU``/``Sigmoid``
+    activations (nested ``Sequential``, ``Flatten``, ``Unflatten`` and ``Dropout`` allowed) as
+    ``{"layers": [["linear", W, b], ["tanh"], ...]}`` of numpy arrays, the form
+    :func:`coursekit.grader.judges.forward` rebuilds.
+
+    Raises:
+        TypeError: not a ``Sequential``, or a layer the grader does not rebuild.
     """
-    import numpy as np
     import torch
 
-    def pdf(x, mean, std):
-        return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+    if not isinstance(module, torch.nn.Sequential):
+        raise TypeError(f"{what} must be a torch.nn.Sequential of Linear layers and "
+                        f"Tanh/ReLU/Sigmoid (the grader rebuilds it from its weights), got "
+                        f"{type(module).__name__}")
+    layers = []
+    for layer in module.modules():
+        kind = type(layer).__name__
+        if isinstance(layer, torch.nn.Sequential) or kind in _SKIPPED:
+            continue
+        if type(layer) is torch.nn.Linear:
+            weight = layer.weight.detach().double().numpy().copy()
+            bias = (layer.bias.detach().double().numpy().copy() if layer.bias is not None
+                    else 0.0 * weight[:, 0])
+            layers.append(["linear", weight, bias])
+        elif type(layer) in (torch.nn.Tanh, torch.nn.ReLU, torch.nn.Sigmoid):
+            layers.append([kind.lower()])
+        else:
+            raise TypeError(f"{what} holds a {kind}; the grader rebuilds Linear, Tanh, ReLU "
+                            "and Sigmoid layers only")
+    return {"layers": layers}
+
+
+def discriminator_net(train, mean_data: float, std_data: float, mean_g: float, std_g: float,
+                      n: int, seed: int) -> dict:
+    """Call ``train(real, fake, seed) -> D`` on ``n`` samples of two normal densities and
+    return ``D`` (``(B, 1)`` inputs to ``(B, 1)`` logits) as arrays (Exercise 2)."""
+    import torch
 
     generator = torch.Generator().manual_seed(int(seed) + 1000)
-    real = mean_data + std_data * torch.randn(int(n), 1, generator=generator)
-    fake = mean_g + std_g * torch.randn(int(n), 1, generator=generator)
-    D = train(real, fake, int(seed))
-    xs = np.linspace(-4.0, 4.0, 401)
-    p_data, p_g = pdf(xs, mean_data, std_data), pdf(xs, mean_g, std_g)
-    d_star = p_data / (p_data + p_g)
-    with torch.no_grad():
-        logits = D(torch.tensor(xs, dtype=torch.float32).unsqueeze(1))
-    learned = torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32).reshape(-1)).numpy()
-    where = p_data + p_g > 0.05  # where there are samples to learn from
-    return _below("mean |D - D*|", float(np.abs(learned - d_star)[where].mean()), float(limit))
+    real = mean_data + std_data * torch.randn(int(n), 1, generator=generator)  # (n, 1)
+    fake = mean_g + std_g * torch.randn(int(n), 1, generator=generator)  # (n, 1)
+    return network(train(real, fake, int(seed)), "the discriminator")
 
 
-def vae_fit(train, train_levels, eval_levels, seed: int, limit: float, samples: int = 10) -> dict:
-    """Call ``train(train_levels, seed) -> (encoder, decoder)`` and judge the VAE by its
-    negative ELBO on ``eval_levels`` (Exercise 3).
-
-    ``encoder`` maps ``(B, 64)`` grey values ``levels / 16`` to ``(B, 2 J)`` (``mu`` then
-    ``logvar``); ``decoder`` maps ``(B, J)`` to ``(B, 64, 17)`` logits of a categorical
-    distribution over the 17 levels of each pixel. The reconstruction term is averaged over
-    ``samples`` draws of ``z`` (a fixed generator), the KL is exact.
-    """
+def vae_nets(train, train_levels, seed: int) -> dict:
+    """Call ``train(train_levels, seed) -> (encoder, decoder)`` and return both as arrays
+    (Exercise 3)."""
     import torch
-    import torch.nn.functional as F
 
-    train_levels = torch.as_tensor(train_levels, dtype=torch.int64)
-    levels = torch.as_tensor(eval_levels, dtype=torch.int64)  # (N, 64)
-    encoder, decoder = train(train_levels, int(seed))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        mu, logvar = encoder(levels.float() / 16.0).chunk(2, dim=1)  # (N, J) each
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)  # (N,)
-        reconstruction = torch.zeros(len(levels))
-        for _ in range(samples):
-            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator)
-            logits = decoder(z).reshape(len(levels), levels.shape[1], -1)  # (N, 64, 17)
-            reconstruction += F.cross_entropy(logits.permute(0, 2, 1), levels,
-                                              reduction="none").sum(1) / samples
-    return _below("negative ELBO (nats per image)", float((reconstruction + kl).mean()),
-                  float(limit))
+    returned = train(torch.as_tensor(train_levels, dtype=torch.int64), int(seed))
+    if not isinstance(returned, (tuple, list)) or len(returned) != 2:
+        raise TypeError("train_vae must return (encoder, decoder)")
+    return {"encoder": network(returned[0], "the encoder"),
+            "decoder": network(returned[1], "the decoder")}
 
 
 def _two_modes(n: int, generator):
@@ -238,24 +203,10 @@ def _two_modes(n: int, generator):
     return sign + 0.3 * torch.randn(n, 1, generator=generator)
 
 
-def gan_fit(train, n: int, seed: int, limit: float, latent_dim: int = 4) -> dict:
-    """Call ``train(data, seed) -> G`` on ``n`` samples of two modes at -2 and 2 and judge the
-    generator (``(B, latent_dim)`` noise to ``(B, 1)``) by the Wasserstein-1 distance between
-    4,000 of its samples and 4,000 fresh data samples (Exercise 4). Covering one mode only
-    gives about 2; a generator that covers both, about 0.2.
-    """
-    import numpy as np
+def generator_net(train, n: int, seed: int) -> dict:
+    """Call ``train(data, seed) -> G`` on ``n`` samples of two modes at -2 and 2 and return the
+    generator (``(B, 4)`` noise to ``(B, 1)``) as arrays (Exercise 4)."""
     import torch
 
-    generator = torch.Generator().manual_seed(int(seed) + 2000)
-    data = _two_modes(int(n), generator)
-    G = train(data, int(seed))
-    with torch.no_grad():
-        samples = G(torch.randn(4000, int(latent_dim), generator=generator))
-    samples = np.sort(torch.as_tensor(samples, dtype=torch.float32).reshape(-1).numpy())
-    if samples.shape != (4000,):
-        raise ValueError(f"G must map (B, {latent_dim}) noise to (B, 1) samples, got "
-                         f"{samples.size} values for B = 4000")
-    fresh = np.sort(_two_modes(4000, generator).reshape(-1).numpy())
-    return _below("Wasserstein-1 distance to the data", float(np.abs(samples - fresh).mean()),
-                  float(limit))
+    data = _two_modes(int(n), torch.Generator().manual_seed(int(seed) + 2000))  # (n, 1)
+    return network(train(data, int(seed)), "the generator")

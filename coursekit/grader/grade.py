@@ -21,14 +21,24 @@ input (a missing file, a file that is not a notebook, bad options), when no sand
 
 Hidden checks kept outside the repository: ``--checks DIR`` reads ``DIR/NN_topic.py``, Python
 that defines ``CASES = {"task_id": [case(...), ...]}`` (``case`` is predefined); those cases are
-added, hidden, to the task's cases. Nothing of it is visible inside the sandbox.
+added, hidden, to the task's cases. The file and the expected answers never enter the sandbox;
+the cases' *inputs* do, as every hidden case's, but only after the notebook's cells and the
+public calls have returned, so no message that reaches the feedback can carry them.
+
+What is graded: every regular file named ``*.ipynb`` given or found under a folder given (the
+folder walked without following links). A symbolic link, a folder or a FIFO named ``.ipynb``, a
+file that is not UTF-8 JSON or an nbformat 3 notebook gets a report "not graded: <reason>"; a
+submission's id comes from its path as given (never from where a link points), and names are
+stored and printed escaped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -50,6 +60,44 @@ class NotebookError(ValueError):
     """A submission that is not a readable notebook."""
 
 
+def read_submission(path: Path) -> bytes:
+    """The bytes of the regular file at ``path`` itself: a symbolic link (also one in a folder
+    the grader walked), a folder, a FIFO or a device is refused without being opened for
+    reading, and the file is at most ``MAX_NOTEBOOK_BYTES``.
+
+    Raises:
+        NotebookError: with what the path is instead.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            raise NotebookError("a symbolic link, not a notebook file: hand in the file "
+                                "itself") from None
+        raise NotebookError(f"cannot be opened ({error.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else
+                    "a FIFO" if stat.S_ISFIFO(info.st_mode) else "not a regular file")
+            raise NotebookError(f"{kind} named .ipynb, not a notebook file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_NOTEBOOK_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(f"the file is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
+    return data
+
+
+def display_path(path) -> str:
+    """A path as text that can be stored as UTF-8 and printed: undecodable bytes of its name
+    as ``\\xNN``, control characters escaped."""
+    from coursekit.grader.gradebook import shown
+
+    return shown(os.fspath(path))
+
+
 def read_code_cells(data: bytes) -> tuple[list[str], dict]:
     """The code cells' sources and the metadata of notebook JSON ``data``.
 
@@ -62,6 +110,10 @@ def read_code_cells(data: bytes) -> tuple[list[str], dict]:
         notebook = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise NotebookError(f"the file is not valid notebook JSON ({str(error)[:80]})") from None
+    if isinstance(notebook, dict) and ("worksheets" in notebook or (
+            type(notebook.get("nbformat")) is int and notebook["nbformat"] < 4)):
+        raise NotebookError(f"an nbformat {str(notebook.get('nbformat', 3))[:5]} notebook: open "
+                            "it in Jupyter and save it again (nbformat 4)")
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells", []), list):
         raise NotebookError("the file is JSON but not a notebook (no list of cells)")
     metadata = notebook.get("metadata") if isinstance(notebook.get("metadata"), dict) else {}
@@ -115,7 +167,7 @@ def submission_ids(paths: list[Path], existing: dict | None = None) -> list[str]
     """
     existing = dict(existing or {})
     taken = set(existing.values())
-    resolved = [str(Path(p).resolve()) for p in paths]
+    resolved = [display_path(os.path.abspath(p)) for p in paths]  # links are not followed
     stems = [Path(p).stem for p in resolved]
     ids = []
     for path, stem in zip(resolved, stems):
@@ -173,7 +225,9 @@ class Grader:
             exercise = load_exercise(name, self.solutions)
             self._add_hidden_checks(exercise)
             specs = [protocol.task_spec(t) for t in exercise.tasks]
-            limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300)})
+            # the reference is trusted code: a tight limit meant for students must not fail it
+            limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300),
+                               "memory_mb": max(self.limits.memory_mb, Limits.memory_mb)})
             run = self._run(exercise.cells, specs, limits)
             answers = {}
             for (i, k), record in sorted(run.answers.items()):
@@ -184,6 +238,13 @@ class Grader:
                         f"case {k + 1}: {protocol._one_line(record.get('error'))}"
                         + (f" ({problems})" if problems else ""))
                 answers[(i, k)] = protocol.decode(record["output"])
+                task, held = exercise.tasks[i], exercise.tasks[i].cases[k].held_out
+                if task.judge:  # a training task: its reference must pass its own judge
+                    outcome = protocol.judge_artefact(task.judge, held, record)
+                    if not outcome.passed:
+                        raise RuntimeError(
+                            f"the reference solution of {name} does not pass the judge of task "
+                            f"{task.id!r} case {k + 1}: {outcome.message}")
             self._references[name] = _Reference(exercise, specs, answers)
             return self._references[name]
 
@@ -214,8 +275,9 @@ class Grader:
         becomes ``"not_graded": "<reason>"`` in its report.
         """
         started = time.monotonic()
-        report = {"submission": submission_id or Path(path).stem,
-                  "file": str(Path(path).resolve()),
+        report = {"submission": submission_id or re.sub(r"[^A-Za-z0-9_.-]+", "_",
+                                                        Path(path).stem).strip("._"),
+                  "file": display_path(os.path.abspath(path)),
                   "student": student, "exercise": None, "score": 0, "max_score": 0,
                   "not_graded": None, "checks": [], "errors": []}
         try:
@@ -232,15 +294,11 @@ class Grader:
 
     def _grade(self, path: Path, expected_exercise: str | None, report: dict) -> None:
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_NOTEBOOK_BYTES + 1)
-            if len(data) > MAX_NOTEBOOK_BYTES:
-                raise NotebookError(f"the file is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB")
-            cells, metadata = read_code_cells(data)
+            cells, metadata = read_code_cells(read_submission(path))
         except (OSError, NotebookError) as error:
             cells, metadata = None, {}
             report["not_graded"] = str(error)
-        name, how = identify(metadata, str(path), self.known)
+        name, how = identify(metadata, display_path(path), self.known)
         metadata_unknown = how.startswith("the notebook's metadata names")
         if name is None and expected_exercise and cells is not None and not metadata_unknown:
             name, how = expected_exercise, "from --exercise"
@@ -261,9 +319,11 @@ class Grader:
         report["exercise"] = name
         if cells is None:
             return
-        from coursekit.grader.similarity import fingerprints
+        from coursekit.grader.similarity import fingerprints, flags
 
-        report["fingerprints"] = fingerprints(cells, self._template(reference))
+        template = self._template(reference)
+        report["fingerprints"] = fingerprints(cells, template)
+        report["flags"] = flags(cells, report["fingerprints"], template)
         run = self._run(cells, reference.specs, self.limits)
         report["checks"] = self._judge(reference, run)
         report["score"] = round(sum(c["points"] for c in report["checks"]), 2)
@@ -287,8 +347,12 @@ class Grader:
             results = []
             for k, c in enumerate(task.cases):
                 record = run.answers.get((i, k))
-                outcome = protocol.judge(reference.answers[(i, k)], record, rtol=task.rtol,
-                                         atol=task.atol, public=c.public)
+                if task.judge:  # measured here, on data the sandbox never saw
+                    outcome = protocol.judge_artefact(task.judge, c.held_out, record,
+                                                      public=c.public)
+                else:
+                    outcome = protocol.judge(reference.answers[(i, k)], record, rtol=task.rtol,
+                                             atol=task.atol, public=c.public)
                 result = {"case": k + 1, "public": c.public, "passed": outcome.passed,
                           "code": outcome.code}
                 if c.public and not outcome.passed:
@@ -334,7 +398,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="notebooks or folders of notebooks; 'merge DIR...' joins shards")
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for the reports, grades.csv and exports (added to)")
-    parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="submissions graded at once (default: 2 as root, 1 in an "
+                             "unprivileged user namespace, where limits are best-effort)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="wall-clock seconds per submission (cells and graded calls)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
@@ -353,27 +419,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsafe", action="store_true",
                         help="grade even where no sandbox can be built: student code then runs "
                              "as your user and can read the solutions and change the results")
+    parser.add_argument("--keep-latest", action="store_true",
+                        help="a student with several reports of one exercise: export the "
+                             "latest (default: export none and list them in conflicts.csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given and the notebooks in folders given (sorted); errors for the rest.
+    """Paths as given, and every entry named ``*.ipynb`` under folders given (walked without
+    following links, sorted): links, folders and FIFOs among them are kept, to be reported
+    "not graded"; errors for the rest.
 
     Raises:
         ValueError: a path that does not exist, or a file that is not a ``.ipynb``.
     """
     found = []
     for path in paths:
-        if path.is_dir():
-            notebooks = sorted(p for p in path.rglob("*.ipynb")
-                               if ".ipynb_checkpoints" not in p.parts and p.is_file())
+        if path.is_dir() and not path.is_symlink():
+            notebooks = []
+            for folder, dirs, files in os.walk(path):  # links to folders are not entered
+                dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints")
+                notebooks += [Path(folder) / n for n in [*files, *dirs] if n.endswith(".ipynb")]
             if not notebooks:
-                raise ValueError(f"the folder {path} holds no .ipynb notebooks")
-            found += notebooks
-        elif not path.exists():
-            raise ValueError(f"no such file or folder: {path}")
+                raise ValueError(f"the folder {display_path(path)} holds no .ipynb notebooks")
+            found += sorted(notebooks)
+        elif not os.path.lexists(path):
+            raise ValueError(f"no such file or folder: {display_path(path)}")
         elif path.suffix != ".ipynb":
-            raise ValueError(f"{path} is not a notebook (.ipynb)")
+            raise ValueError(f"{display_path(path)} is not a notebook (.ipynb)")
         else:
             found.append(path)
     return found
@@ -392,11 +465,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.submissions and str(args.submissions[0]) == "merge":
         try:
-            return gradebook.merge(args.submissions[1:], args.out, roster=args.roster)
+            return gradebook.merge(args.submissions[1:], args.out, roster=args.roster,
+                                   keep_latest=args.keep_latest)
         except ValueError as error:
             print(f"grade merge: {error}", file=sys.stderr)
             return 2
+    if args.jobs is None:
+        args.jobs = 1 if mode() == "user" else 2
     try:
+        key = gradebook.instructor_key()
         if not 1 <= args.jobs <= 64 or args.timeout <= 0 or args.memory_mb < 256:
             raise ValueError(f"--jobs must be in 1..64, --timeout > 0 and --memory-mb >= 256, "
                              f"got {args.jobs}, {args.timeout}, {args.memory_mb}")
@@ -406,10 +483,11 @@ def run(args: argparse.Namespace) -> int:
         before = {r.get("file"): r["submission"] for r in gradebook.read_reports(args.out)} \
             if args.out.is_dir() else {}
         ids = submission_ids(paths, before)
-        if args.shard:
-            k, n = _shard(args.shard)
-            chosen = [i for i, s in enumerate(ids) if _share(s, n) == k - 1]
-            paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
+        k, n = _shard(args.shard) if args.shard else (1, 1)
+        # by position over the sorted ids: every share of a small class gets its part
+        order = sorted(range(len(ids)), key=lambda i: ids[i])
+        chosen = sorted(i for position, i in enumerate(order) if position % n == k - 1)
+        paths, ids = [paths[i] for i in chosen], [ids[i] for i in chosen]
         roster = gradebook.read_roster(args.roster) if args.roster else {}
         known = exercise_names(args.solutions)
         if args.exercise and args.exercise not in known:
@@ -424,8 +502,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
-    grader = Grader(limits, checks_dir=args.checks.resolve() if args.checks else None,
-                    solutions=args.solutions.resolve(), unsafe=args.unsafe)
+    checks_dir = args.checks.resolve() if args.checks else None
+    grader = Grader(limits, checks_dir=checks_dir, solutions=args.solutions.resolve(),
+                    unsafe=args.unsafe)
+    config = gradebook.configuration(args.solutions.resolve(), checks_dir,
+                                     {**limits.__dict__, "exercise": args.exercise}, f"{k}/{n}")
     print(f"grading {len(paths)} submission(s), {args.jobs} at once; isolation: "
           f"{isolation()}", file=sys.stderr)
     # the preflight: every reference first, before and apart from any student code
@@ -448,32 +529,30 @@ def run(args: argparse.Namespace) -> int:
             try:
                 report = future.result()
             except Exception as error:  # noqa: BLE001 - the grader's failure: say so, exit 2
-                failed.append(f"{path}: {type(error).__name__}: {error}")
+                failed.append(f"{display_path(path)}: {type(error).__name__}: {error}")
                 continue
-            gradebook.write_report(out, report)
+            report["config"] = config
+            try:
+                gradebook.write_report(out, report, key)
+            except (OSError, ValueError, TypeError) as error:  # this report only
+                failed.append(f"{display_path(path)}: its report could not be written: "
+                              f"{type(error).__name__}: {error}")
+                continue
             reports.append(report)
     progress.close()
-    gradebook.finish(out, roster=roster)
+    gradebook.write_marker(out, f"{k}/{n}", config, [r["submission"] for r in reports], key)
+    gradebook.finish(out, roster=roster, keep_latest=args.keep_latest)
     gradebook.summary(out, reports, file=sys.stderr)
     for line in failed:
         print(f"grade: the grader failed on {line}", file=sys.stderr)
     return 2 if failed else 0
 
 
-def _share(submission_id: str, n: int) -> int:
-    """Which of ``n`` shards grades ``submission_id`` (stable across machines and runs)."""
-    import hashlib
-
-    return int.from_bytes(hashlib.sha256(submission_id.encode()).digest()[:8], "big") % n
-
-
 def _exercises_of(paths, known, expected) -> set:
     names = {expected} if expected else set()
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_NOTEBOOK_BYTES + 1)
-            _, metadata = read_code_cells(data)
+            _, metadata = read_code_cells(read_submission(path))
         except (OSError, NotebookError):
             continue
         name, _ = identify(metadata, str(path), known)

@@ -15,48 +15,256 @@ second batch into the same folder adds its rows, and regrading a submission repl
   feedback column per exercise, matched on "ID number").
 
 :func:`merge` joins the ``OUT`` folders of ``grade --shard K/N`` runs.
+
+Integrity: every report records the grading configuration (:func:`configuration`: a hash of the
+solutions and hidden checks, the limits, the shard, the coursekit version) and, when the
+instructor holds a key (``COURSEKIT_GRADER_KEY_FILE``, a file only the instructor can read), an
+HMAC over its content. Each ``grade`` run writes ``OUT/shard.json``, a marker naming its shard and
+its submissions, also for an empty shard. :func:`merge` refuses reports whose id is not a plain
+file name, whose score is not the sum of its points or exceeds the maximum, whose HMAC does not
+match, shards graded with another configuration, a shard given twice, a submission in two
+shards, and a missing share of the ``N``. Names that came from the file system are escaped
+(:func:`shown`) before they are printed, and every CSV cell that a spreadsheet would read as a
+formula is quoted (:func:`csv_cell`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import json
 import os
+import re
 import statistics
+import sys
 from pathlib import Path
 
 from coursekit.grader.tasks import counted
 
 __all__ = ["write_report", "read_reports", "finish", "summary", "merge", "read_roster",
-           "student_of", "feedback_markdown"]
+           "student_of", "feedback_markdown", "csv_cell", "shown", "safe_id", "report_problems",
+           "configuration", "sign", "instructor_key", "write_marker", "MARKER"]
 
 REPORT_KEYS = {"submission", "exercise", "score", "max_score", "checks", "errors"}
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+MARKER = "shard.json"
+KEY_VARIABLE = "COURSEKIT_GRADER_KEY_FILE"
 
 
-def write_report(out: Path, report: dict) -> Path:
-    """Write ``OUT/<id>.json`` as strict JSON (atomically); return its path."""
+# ------------------------------------------------------------------------- names and cells
+
+def shown(text) -> str:
+    """``text`` safe to print on one line: undecodable bytes of a file name as ``\\xNN``,
+    control characters (newlines, terminal escapes) as ``\\n``, ``\\x1b``.
+
+    Example:
+        >>> shown("a\\nb\\x1b[2Jc")
+        'a\\\\nb\\\\x1b[2Jc'
+    """
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def safe_id(submission) -> str:
+    """``submission`` if it is a plain file name of letters, digits, ``_ . -`` (not ``..``).
+
+    Raises:
+        ValueError: anything else (a path, an empty or hidden name).
+    """
+    if not isinstance(submission, str) or not SAFE_ID.fullmatch(submission) or ".." in submission:
+        raise ValueError(f"a report's submission id {shown(str(submission))[:80]!r} is not a "
+                         "plain file name")
+    return submission
+
+
+def csv_cell(value):
+    """A value for a CSV cell that a spreadsheet reads as text, never as a formula (OWASP:
+    cells starting with ``= + - @``, a tab or a carriage return get a leading ``'``).
+
+    Example:
+        >>> csv_cell("=HYPERLINK(1)"), csv_cell(-2.5), csv_cell("ok")
+        ("'=HYPERLINK(1)", -2.5, 'ok')
+    """
+    if isinstance(value, str):
+        value = shown(value) if not value.isprintable() else value
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
+    return value
+
+
+def _writer(f):
+    writer = csv.writer(f)
+
+    class Safe:
+        def writerow(self, row):
+            writer.writerow([csv_cell(v) for v in row])
+
+    return Safe()
+
+
+# -------------------------------------------------------------------------------- integrity
+
+def configuration(solutions: Path, checks_dir: Path | None, limits: dict, shard: str) -> dict:
+    """What a report was graded with: the solutions and hidden checks (one hash), the limits,
+    the shard ``K/N`` and the coursekit version."""
+    from coursekit import __version__
+
+    digest = hashlib.sha256()
+    for folder in (Path(solutions), Path(checks_dir) if checks_dir else None):
+        for path in sorted(folder.glob("*")) if folder and folder.is_dir() else []:
+            if path.suffix in (".md", ".py") and path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"grading_sha256": digest.hexdigest(), "limits": dict(limits), "shard": shard,
+            "coursekit_version": __version__}
+
+
+def instructor_key() -> bytes | None:
+    """The HMAC key from the file named by ``COURSEKIT_GRADER_KEY_FILE`` (None without one).
+
+    Raises:
+        ValueError: the variable names a file that cannot be read or is empty.
+    """
+    name = os.environ.get(KEY_VARIABLE)
+    if not name:
+        return None
+    try:
+        key = Path(name).read_bytes().strip()
+    except OSError as error:
+        raise ValueError(f"{KEY_VARIABLE}={name}: {error.strerror}") from None
+    if len(key) < 16:
+        raise ValueError(f"{KEY_VARIABLE}={name}: the key must hold at least 16 bytes")
+    return key
+
+
+def _mac(data: dict, key: bytes) -> str:
+    body = {k: v for k, v in data.items() if k != "hmac"}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=True, allow_nan=False)
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(data: dict, key: bytes | None) -> dict:
+    """``data`` with ``"hmac"`` set over everything else (nothing changes without a key)."""
+    if key:
+        data["hmac"] = _mac(data, key)
+    return data
+
+
+def _signature_problem(data: dict, key: bytes | None) -> str | None:
+    if not key:
+        return None
+    if not isinstance(data.get("hmac"), str) or not hmac.compare_digest(data["hmac"],
+                                                                        _mac(data, key)):
+        return "its HMAC does not match (changed after grading, or another key)"
+    return None
+
+
+def report_problems(report, key: bytes | None = None) -> list[str]:
+    """Why ``report`` cannot be trusted (empty when it can): a malformed id, points outside
+    ``0 .. max_points``, a score that is not the sum of the points or above the maximum, a bad
+    HMAC (with ``key``)."""
+    if not isinstance(report, dict) or not REPORT_KEYS <= set(report):
+        return ["not a grade report"]
+    problems = []
+    try:
+        safe_id(report["submission"])
+    except ValueError as error:
+        problems.append(str(error))
+    checks = report["checks"] if isinstance(report["checks"], list) else []
+    number = (int, float)
+    try:
+        points = [c["points"] for c in checks]
+        maxima = [c["max_points"] for c in checks]
+        if not all(type(p) in number and type(m) in number and 0 <= p <= m
+                   for p, m in zip(points, maxima)):
+            problems.append("a task's points are outside 0 .. its maximum")
+        elif type(report["score"]) not in number or abs(report["score"] - sum(points)) > 0.011 \
+                or report["score"] > report["max_score"] or (
+                    report["exercise"] and report["max_score"] != sum(maxima)):
+            problems.append(f"its score {str(report['score'])[:20]} is not the sum of its points "
+                            f"({round(sum(points), 2)}) within the maximum "
+                            f"{str(report['max_score'])[:20]}")
+    except (KeyError, TypeError):
+        problems.append("its checks are malformed")
+    found = _signature_problem(report, key)
+    return problems + ([found] if found else [])
+
+
+def write_marker(out: Path, shard: str, config: dict, submissions: list,
+                 key: bytes | None = None) -> None:
+    """``OUT/shard.json``: which share ``K/N`` this folder holds, graded how, with which
+    submissions (written by every run, also for an empty shard; a later run adds its ids)."""
+    path = Path(out) / MARKER
+    ids = set(submissions)
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old.get("shard") == shard and old.get("config") == config:
+            ids |= set(old.get("submissions", []))
+        else:
+            print(f"grade: {shown(out)} held reports graded as {shown(old.get('shard'))} with "
+                  "another configuration; merge will refuse to mix them", file=sys.stderr)
+    except (OSError, ValueError, AttributeError):
+        pass
+    _atomic(path, json.dumps(sign({"shard": shard, "config": config,
+                                   "submissions": sorted(ids)}, key), indent=1))
+
+
+def _atomic(path: Path, text: str) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
+
+
+def write_report(out: Path, report: dict, key: bytes | None = None) -> Path:
+    """Write ``OUT/<id>.json`` as strict JSON (atomically, signed with ``key``); return its
+    path. The id must be a plain file name (:func:`safe_id`), so nothing lands outside ``out``.
+    A report of another file already under that id is kept: this one gets a free id.
+    """
     import datetime
 
     report.setdefault("graded_at", datetime.datetime.now(datetime.timezone.utc)
                       .isoformat(timespec="seconds"))
-    path = Path(out) / f"{report['submission']}.json"
-    text = json.dumps(report, indent=1, allow_nan=False, ensure_ascii=False)
-    part = path.with_suffix(".json.part")
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
+    base = safe_id(report["submission"])
+    path, n = Path(out) / f"{base}.json", 1
+    while path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            break
+        if not isinstance(old, dict) or old.get("file") == report.get("file"):
+            break  # the same file graded again: its report is replaced
+        n += 1
+        report["submission"] = f"{base}-{n}"
+        path = Path(out) / f"{report['submission']}.json"
+    if n > 1:
+        print(f"grade: {shown(base)} is the id of another file's report, kept; this one is "
+              f"{report['submission']}", file=sys.stderr)
+    sign(report, key)
+    _atomic(path, json.dumps(report, indent=1, allow_nan=False, ensure_ascii=True))
     return path
 
 
-def read_reports(folder: Path) -> list[dict]:
-    """Every report in ``folder`` (other JSON files are left alone), sorted by id."""
+def read_reports(folder: Path, problems: list | None = None) -> list[dict]:
+    """Every trustworthy report in ``folder`` (other JSON files are left alone), sorted by id;
+    a report that fails :func:`report_problems` or whose file name is not its id is left out
+    and, with ``problems``, listed there."""
     reports = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and REPORT_KEYS <= set(data):
-            reports.append(data)
+        if not isinstance(data, dict) or not REPORT_KEYS <= set(data):
+            continue
+        found = report_problems(data)
+        if not found and data["submission"] != path.stem:
+            found = [f"its id {shown(data['submission'])!r} is not its file name"]
+        if found:
+            if problems is not None:
+                problems.append(f"{shown(path)}: {'; '.join(found)}")
+            continue
+        reports.append(data)
     return reports
 
 
@@ -99,58 +307,75 @@ def student_of(roster: dict, path: Path) -> str | None:
     return None
 
 
+def _fenced(text: str) -> list[str]:
+    """Student text as a fenced block (a fence longer than any run of backticks in it), so
+    none of it renders as Markdown or HTML: no links, images or scripts."""
+    text = "\n".join(shown(line) for line in str(text).splitlines()) or " "
+    fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", text)), default=0))
+    return [fence + "text", text, fence]
+
+
 def feedback_markdown(report: dict) -> str:
-    """The feedback file of one submission: every check's result, untruncated."""
-    lines = [f"# Feedback: {report['submission']}", ""]
+    """The feedback file of one submission: every check's result, untruncated; whatever the
+    student's code wrote (error messages) is fenced, never rendered."""
+    lines = [f"# Feedback: {shown(report['submission'])}", ""]
     if report.get("student"):
-        lines.append(f"Student: {report['student']}  ")
-    lines.append(f"Exercise: {report.get('exercise') or 'not recognised'}  ")
+        lines.append(f"Student: `{shown(report['student']).replace('`', '')}`  ")
+    lines.append(f"Exercise: {shown(report.get('exercise') or 'not recognised')}  ")
     lines.append(f"Score: **{report['score']} / {report['max_score']}**")
     lines.append("")
     if report.get("not_graded"):
-        lines += [f"**Not graded:** {report['not_graded']}", ""]
+        lines += ["**Not graded:**", "", *_fenced(report["not_graded"]), ""]
+    if report.get("flags"):
+        lines += ["**For the instructor to look at:**", "", *_fenced("\n".join(report["flags"])),
+                  ""]
     for check in report["checks"]:
-        lines += [f"## {check['id']}: {check['points']} / "
-                  f"{counted(check['max_points'], 'point')}", "",
-                  check["feedback"], ""]
+        lines += [f"## {shown(check['id'])}: {check['points']} / "
+                  f"{counted(check['max_points'], 'point')}", "", *_fenced(check["feedback"]), ""]
         for result in check.get("results", []):
             kind = "public" if result["public"] else "hidden"
             verdict = "passed" if result["passed"] else "failed"
-            line = f"- check {result['case']} ({kind}): {verdict}"
-            if result.get("call"):
-                line += f"; call `{result['call']}`"
-            if result.get("message"):
-                line += f"; {result['message']}"
-            lines.append(line)
+            lines.append(f"- check {result['case']} ({kind}): {verdict}")
+            detail = "\n".join(filter(None, [result.get("call"), result.get("message")]))
+            if detail:
+                lines += ["", *("  " + line for line in _fenced(detail)), ""]
         if check.get("hint") and any(not r["passed"] and not r["public"]
                                      for r in check.get("results", [])):
             lines.append(f"- hint: {check['hint']}")
         lines.append("")
     if report["errors"]:
-        lines += ["## Messages from running the notebook", ""]
-        lines += [f"- {e}" for e in report["errors"]]
+        lines += ["## Messages from running the notebook", "",
+                  *_fenced("\n".join(report["errors"]))]
     return "\n".join(lines) + "\n"
 
 
-def finish(out: Path, roster: dict | None = None) -> list[dict]:
-    """Rebuild everything in ``out`` from its reports; return the reports."""
+def finish(out: Path, roster: dict | None = None, *, keep_latest: bool = False) -> list[dict]:
+    """Rebuild everything in ``out`` from its reports; return the reports. A report that
+    cannot be trusted is left out and named; one feedback file that cannot be written does not
+    stop the others, and the CSVs are always written."""
     out = Path(out)
-    reports = read_reports(out)
+    problems: list = []
+    reports = read_reports(out, problems)
+    for line in problems:
+        print(f"grade: left out {line}", file=sys.stderr)
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
     for report in reports:
-        (feedback / f"{report['submission']}.md").write_text(feedback_markdown(report),
-                                                             encoding="utf-8")
+        try:
+            _atomic(feedback / f"{safe_id(report['submission'])}.md", feedback_markdown(report))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"grade: no feedback file for {shown(report.get('submission'))}: {error}",
+                  file=sys.stderr)
     _grades_csv(out / "grades.csv", reports)
     from coursekit.grader.similarity import similar_pairs
 
     with open(out / "similarity.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = _writer(f)
         writer.writerow(["exercise", "a", "b", "similarity", "shared_fingerprints"])
         for pair in similar_pairs(reports):
             writer.writerow(pair)
     if roster:
-        _exports(out, reports, roster)
+        _exports(out, reports, roster, keep_latest=keep_latest)
     return reports
 
 
@@ -161,33 +386,53 @@ def _grades_csv(path: Path, reports: list) -> None:
             if check["id"] not in task_ids:
                 task_ids.append(check["id"])
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = _writer(f)
         writer.writerow(["submission", "student", "exercise", "score", "max_score", *task_ids,
-                         "not_graded", "errors"])
+                         "not_graded", "errors", "flags"])
         for report in reports:
             points = {c["id"]: c["points"] for c in report["checks"]}
             writer.writerow([report["submission"], report.get("student") or "",
                              report["exercise"] or "", report["score"], report["max_score"],
                              *[points.get(t, "") for t in task_ids],
-                             report.get("not_graded") or "", len(report["errors"])])
+                             report.get("not_graded") or "", len(report["errors"]),
+                             "; ".join(report.get("flags") or [])])
 
 
-def _latest_by_student(reports: list) -> dict:
-    """``{student: {exercise: report}}``, the latest graded report of each pair."""
+def _latest_by_student(reports: list, keep_latest: bool = False) -> tuple[dict, list]:
+    """``{student: {exercise: report}}`` and the conflicts: a student with several reports
+    of one exercise gets none in the table (unless ``keep_latest``: the latest graded)."""
     table: dict = {}
-    for report in sorted(reports, key=lambda r: r.get("graded_at", "")):
+    for report in sorted(reports, key=lambda r: str(r.get("graded_at", ""))):
         if report.get("student") and report.get("exercise"):
-            table.setdefault(report["student"], {})[report["exercise"]] = report
-    return table
+            table.setdefault(report["student"], {}).setdefault(report["exercise"], []).append(
+                report)
+    conflicts = [(student, exercise, found) for student, row in sorted(table.items())
+                 for exercise, found in sorted(row.items()) if len(found) > 1]
+    chosen = {student: {exercise: found[-1] for exercise, found in row.items()
+                        if len(found) == 1 or keep_latest} for student, row in table.items()}
+    return chosen, conflicts
 
 
-def _exports(out: Path, reports: list, roster: dict) -> None:
+def _exports(out: Path, reports: list, roster: dict, keep_latest: bool = False) -> None:
     exercises = sorted({r["exercise"] for r in reports if r.get("exercise")})
     maximum = {r["exercise"]: r["max_score"] for r in reports if r.get("exercise")}
-    table = _latest_by_student(reports)
+    table, conflicts = _latest_by_student(reports, keep_latest)
     people = {e["student"]: e for e in roster.values()}
+    with open(out / "conflicts.csv", "w", newline="", encoding="utf-8") as f:
+        writer = _writer(f)
+        writer.writerow(["student", "exercise", "submission", "score", "graded_at", "exported"])
+        for student, exercise, found in conflicts:
+            for report in found:
+                writer.writerow([student, exercise, report["submission"], report["score"],
+                                 report.get("graded_at", ""),
+                                 "yes" if keep_latest and report is found[-1] else "no"])
+    for student, exercise, found in conflicts:
+        print(f"grade: {shown(student)} has {len(found)} reports of {exercise} ("
+              + ", ".join(shown(r["submission"]) for r in found) + "): "
+              + ("the latest is exported" if keep_latest else "none is exported; pass "
+                 "--keep-latest to export the latest") + " (see conflicts.csv)", file=sys.stderr)
     with open(out / "canvas.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = _writer(f)
         writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *exercises])
         writer.writerow(["    Points Possible", "", "", "", "",
                          *[maximum[e] for e in exercises]])
@@ -196,7 +441,7 @@ def _exports(out: Path, reports: list, roster: dict) -> None:
             writer.writerow([people[student]["name"] or student, "", student, "", "",
                              *[row[e]["score"] if e in row else "" for e in exercises]])
     with open(out / "moodle.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = _writer(f)
         writer.writerow(["ID number", "Email address",
                          *[c for e in exercises for c in (e, f"{e} feedback")]])
         for student in sorted(people):
@@ -209,10 +454,15 @@ def _exports(out: Path, reports: list, roster: dict) -> None:
 
 
 def _brief(report: dict) -> str:
+    """The Moodle feedback cell: one line, HTML-escaped (Moodle renders the column as HTML)."""
+    import html
+
     if report.get("not_graded"):
-        return f"not graded: {report['not_graded']}"
-    return "; ".join(f"{c['id']} {c['points']}/{c['max_points']}: {c['feedback']}"
-                     for c in report["checks"])
+        text = f"not graded: {report['not_graded']}"
+    else:
+        text = "; ".join(f"{c['id']} {c['points']}/{c['max_points']}: {c['feedback']}"
+                         for c in report["checks"])
+    return html.escape(" ".join(shown(text).split()), quote=True)
 
 
 def summary(out: Path, reports: list, file=None) -> None:
@@ -229,30 +479,114 @@ def summary(out: Path, reports: list, file=None) -> None:
     missing = [r for r in reports if r.get("not_graded")]
     print(f"not graded: {len(missing)}", file=file)
     for report in missing:
-        print(f"  {report['file']}: {report['not_graded']}", file=file)
+        print(f"  {shown(report.get('file', report['submission']))}: "
+              f"{shown(report['not_graded'])}", file=file)
 
 
-def merge(folders: list, out: Path, roster: Path | None = None) -> int:
-    """Join the reports of several ``grade --shard`` output folders into ``out``.
+def _marker(folder: Path, key: bytes | None) -> dict:
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ValueError(f"{shown(folder)} holds no readable {MARKER}: not the output of "
+                         "'grade --shard K/N'") from None
+    shard = marker.get("shard") if isinstance(marker, dict) else None
+    match = re.fullmatch(r"(\d+)/(\d+)", shard) if isinstance(shard, str) else None
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)) or not isinstance(
+            marker.get("submissions"), list) or not isinstance(marker.get("config"), dict):
+        raise ValueError(f"{shown(folder / MARKER)} is malformed")
+    problem = _signature_problem(marker, key)
+    if problem:
+        raise ValueError(f"{shown(folder / MARKER)}: {problem}")
+    marker["k"], marker["n"] = int(match.group(1)), int(match.group(2))
+    return marker
+
+
+def merge(folders: list, out: Path, roster: Path | None = None, *,
+          keep_latest: bool = False) -> int:
+    """Join the reports of the ``grade --shard K/N`` output folders ``folders`` into ``out``.
+
+    Every folder's marker (``shard.json``) must name one share of the same ``N``, graded with
+    the same configuration; every share ``1 .. N`` must be there exactly once, every report
+    must pass :func:`report_problems` (with the instructor's key when there is one) and be
+    listed in its marker, and no submission may be in two shards. Nothing is written unless
+    all of it holds.
 
     Raises:
-        ValueError: no folder given, or one that is missing or holds no reports.
+        ValueError: with every problem found.
     """
     if not folders:
         raise ValueError("name the shards' output folders: grade merge OUT1 OUT2 ... --out OUT")
+    key = instructor_key()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    merged = []
+    problems, shards, seen = [], {}, {}
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise ValueError(f"no such folder: {folder}")
-        reports = read_reports(folder)
-        if not reports:
-            raise ValueError(f"{folder} holds no grade reports")
-        for report in reports:
-            if folder.resolve() != out.resolve():
-                write_report(out, report)
+            raise ValueError(f"no such folder: {shown(folder)}")
+        if folder.resolve() == out.resolve():
+            raise ValueError(f"--out {shown(out)} is one of the shards: merge into a new folder")
+        marker = _marker(folder, key)
+        if marker["k"] in shards:
+            problems.append(f"share {marker['k']}/{marker['n']} is given twice "
+                            f"({shown(shards[marker['k']][0])} and {shown(folder)})")
+            continue
+        reports = []
+        for path in sorted(folder.glob("*.json")):
+            if path.name == MARKER:
+                continue
+            try:
+                report = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                problems.append(f"{shown(path)} is not readable JSON")
+                continue
+            found = report_problems(report, key)
+            if not found and report["submission"] != path.stem:
+                found = ["its id is not its file name"]
+            if not found and report.get("config") != marker["config"]:
+                found = ["it was graded with another configuration than its shard"]
+            if found:
+                problems.append(f"{shown(path)}: {'; '.join(found)}")
+                continue
+            if report["submission"] in seen:
+                problems.append(f"{report['submission']} is in two shards "
+                                f"({shown(seen[report['submission']])} and {shown(folder)})")
+            seen[report["submission"]] = folder
+            reports.append(report)
+        listed = set(marker["submissions"])
+        got = {r["submission"] for r in reports}
+        if listed - got:
+            problems.append(f"{shown(folder)}: reports missing for "
+                            f"{', '.join(sorted(map(shown, listed - got))[:10])}")
+        if got - listed:
+            problems.append(f"{shown(folder)}: reports not in its {MARKER}: "
+                            f"{', '.join(sorted(got - listed)[:10])}")
+        shards[marker["k"]] = (folder, marker, reports)
+    markers = [m for _, m, _ in shards.values()]
+    configs = {json.dumps({k: v for k, v in m["config"].items() if k != "shard"},
+                          sort_keys=True) for m in markers}
+    if len(configs) > 1 or len({m["n"] for m in markers}) > 1:
+        problems.append("the shards were graded with different solutions, checks, limits, "
+                        "versions or numbers of shards: " + "; ".join(
+                            f"{shown(f)}: {m['shard']} {m['config'].get('grading_sha256', '')[:12]}"
+                            for f, m, _ in shards.values()))
+    elif markers:
+        n = markers[0]["n"]
+        missing = sorted(set(range(1, n + 1)) - set(shards))
+        if missing:
+            problems.append(f"share(s) {', '.join(f'{k}/{n}' for k in missing)} of {n} are "
+                            "missing: merge every shard's folder")
+    if problems:
+        raise ValueError("refused, nothing was written:\n  " + "\n  ".join(problems))
+    if not key:
+        print("grade merge: the reports are not signed (no COURSEKIT_GRADER_KEY_FILE): a "
+              "changed report would go unnoticed", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    merged = []
+    for k in sorted(shards):
+        for report in shards[k][2]:
+            write_report(out, dict(report), key)
             merged.append(report)
-    finish(out, read_roster(roster) if roster else None)
+    config = dict(markers[0]["config"], shard="1/1")
+    write_marker(out, "1/1", config, [r["submission"] for r in merged], key)
+    finish(out, read_roster(roster) if roster else None, keep_latest=keep_latest)
     summary(out, merged)
     return 0

@@ -8,8 +8,8 @@ the way torchmetrics' metrics share one ``_update``/``_compute``:
 * :func:`task_spec` / :func:`public_spec`: what a task looks like when it leaves the trusted side
   (the sandbox gets the calls without answers; the public JSON gets the public answers);
 * :func:`encode` / :func:`decode`: plain data (numbers, strings, lists, dicts, numeric arrays),
-  never behaviour; :func:`loads` parses JSON that came back from student code with its size and
-  nesting capped *before* parsing and refuses non-finite numbers and huge integers;
+  never behaviour; :func:`loads` parses JSON that came back from student code with its size
+  capped before parsing, its nesting after, and refuses non-finite numbers and huge integers;
 * :func:`call_case`: make one call (inputs to torch, the driver, the differentiability check) and
   return a record, ``{"output": ...}`` or ``{"code": REASON, "error": text}``;
 * :func:`judge`: turn one record and the expected answer into an :class:`Outcome` whose
@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["REASONS", "Outcome", "EncodeError", "HostileData", "encode", "decode", "loads",
-           "task_spec", "public_spec", "call_case", "judge", "compare", "describe_call",
-           "MAX_DEPTH", "MAX_RECORD_BYTES"]
+           "task_spec", "public_spec", "call_case", "judge", "judge_artefact", "compare",
+           "describe_call", "MAX_DEPTH", "MAX_RECORD_BYTES"]
 
 # ------------------------------------------------------------------------------ reason codes
 REASONS = {
@@ -44,6 +44,7 @@ REASONS = {
     "exited": "the function called sys.exit()",
     "killed": "the call ended its process (a crash, a signal, out of memory)",
     "timeout": "the call ran past its time limit",
+    "not_reached": "the trained artefact, measured by the grader, does not reach the bar",
     "no_answer": "no answer came back",
 }
 
@@ -168,16 +169,16 @@ def decode(value, _depth: int = 0):
     return value
 
 
-def _depth_of(text: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` in JSON ``text``, strings left out (vectorised)."""
-    import numpy as np
-    import re
-
-    stripped = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', text)
-    raw = np.frombuffer(stripped, dtype=np.uint8)
-    steps = (np.isin(raw, (ord("["), ord("{"))).astype(np.int32)
-             - np.isin(raw, (ord("]"), ord("}"))).astype(np.int32))
-    return int(np.cumsum(steps).max(initial=0))
+def _depth_of(value) -> int:
+    """The deepest nesting of lists and dicts in a parsed JSON value (iterative: no recursion)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, dict)):
+            depth += 1
+            deepest = max(deepest, depth)
+            todo.extend((v, depth) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _refuse_constant(name: str):
@@ -200,8 +201,11 @@ def _parse_float(text: str) -> float:
 def loads(data: bytes | str, max_bytes: int = MAX_RECORD_BYTES, max_depth: int = MAX_DEPTH + 4):
     """Parse JSON that came back from student code, refusing what could hurt the grader.
 
-    Size and nesting are checked on the raw text before parsing; bare ``NaN``/``Infinity``,
-    numbers that overflow and integers of more than ``MAX_INT_DIGITS`` digits are refused.
+    The size is checked before parsing; the parser is the standard library's (C, linear in the
+    size: a regular expression over hostile text was quadratic); a nesting deeper than the
+    interpreter allows is caught, the nesting of what parsed is measured after; bare
+    ``NaN``/``Infinity``, numbers that overflow and integers of more than ``MAX_INT_DIGITS``
+    digits are refused.
 
     Raises:
         HostileData: with what was refused.
@@ -218,25 +222,29 @@ def loads(data: bytes | str, max_bytes: int = MAX_RECORD_BYTES, max_depth: int =
         data = data.encode("utf-8", "replace")
     if len(data) > max_bytes:
         raise HostileData(f"{len(data)} bytes, more than the {max_bytes} allowed")
-    if _depth_of(data) > max_depth:
-        raise HostileData(f"nested more than {max_depth} levels deep")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant,
-                          parse_int=_parse_int, parse_float=_parse_float)
+        value = json.loads(data.decode("utf-8", "replace"), parse_constant=_refuse_constant,
+                           parse_int=_parse_int, parse_float=_parse_float)
     except HostileData:
         raise
-    except (ValueError, RecursionError) as error:
+    except RecursionError:
+        raise HostileData(f"nested more than {max_depth} levels deep") from None
+    except ValueError as error:
         raise HostileData(f"not valid JSON ({str(error)[:80]})") from None
+    if _depth_of(value) > max_depth:
+        raise HostileData(f"nested more than {max_depth} levels deep")
+    return value
 
 
 # ------------------------------------------------------------------------------ task schema
 
 def task_spec(task) -> dict:
-    """What the sandboxed process needs to make a task's calls: no expected answers."""
+    """What the sandboxed process needs to make a task's calls: no expected answers, no
+    judge and none of a case's ``held_out`` inputs (they stay in the grader)."""
     return {"id": task.id, "function": task.function, "torch": task.torch,
             "driver": task.driver, "differentiable": bool(task.differentiable),
-            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs))}
-                      for c in task.cases]}
+            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
+                       "public": bool(c.public)} for c in task.cases]}
 
 
 def public_spec(task, expected: list) -> dict:
@@ -248,9 +256,10 @@ def public_spec(task, expected: list) -> dict:
     return {"id": task.id, "function": task.function, "title": task.title,
             "points": task.points, "rtol": task.rtol, "atol": task.atol, "torch": task.torch,
             "driver": task.driver, "differentiable": bool(task.differentiable),
-            "hint": task.hint,
+            "hint": task.hint, **({"judge": task.judge} if task.judge else {}),
             "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
-                       "expected": encode(e)} for c, e in zip(public, expected)]}
+                       **({"held_out": encode(dict(c.held_out))} if task.judge else
+                          {"expected": encode(e)})} for c, e in zip(public, expected)]}
 
 
 # ------------------------------------------------------------------------------ one call
@@ -497,6 +506,35 @@ def judge(expected, record, *, rtol: float = 1e-4, atol: float = 1e-5,
     except (ValueError, TypeError, OverflowError) as error:
         return out("unreadable", f"the answer could not be compared ({_one_line(error)})")
     return out(*found) if found else Outcome("passed")
+
+
+def judge_artefact(name: str, held_out: dict, record, *, public: bool = True) -> Outcome:
+    """Judge a training task's record: decode the artefact (hostile plain data) and measure it
+    with judge ``name`` of :mod:`coursekit.grader.judges` in this process, on ``held_out``.
+
+    Example:
+        >>> judge_artefact("generator_w1", {"seed": 0, "limit": 0.4}, {"output": [1, 2]}).code
+        'wrong_shape'
+    """
+    from coursekit.grader.judges import judge_artefact as measure
+
+    def out(code, message):
+        return Outcome(code, message if public else "")
+
+    if not isinstance(record, dict):
+        return out("no_answer", "no answer came back")
+    if "output" not in record:
+        code = record.get("code")
+        code = code if code in REASONS and code != "passed" else "no_answer"
+        return out(code, _one_line(record.get("error")) or REASONS[code])
+    try:
+        artefact = decode(record["output"])
+    except (ValueError, TypeError) as error:
+        return out("unreadable", f"the answer could not be read ({_one_line(error)})")
+    verdict = measure(name, artefact, held_out)
+    if verdict.passed:
+        return Outcome("passed")
+    return out("wrong_shape" if verdict.malformed else "not_reached", verdict.message)
 
 
 def _one_line(text, limit: int = 300) -> str:

@@ -141,7 +141,8 @@ def _bwrap_args(limits: Limits, as_root: bool) -> list[str]:
                 made.add(str(parent))
         args += ["--ro-bind", path, path]
         bound.append(Path(path))
-    args += ["--chdir", "/tmp/work"]
+    # the root bubblewrap built is a tmpfs of its own: read-only once everything is mounted
+    args += ["--remount-ro", "/", "--chdir", "/tmp/work"]
     for key, value in _environment("/tmp/work").items():
         args += ["--setenv", key, value]
     if as_root:  # bwrap itself stays root to mount; the worker drops to a fresh user
@@ -156,6 +157,61 @@ def _environment(home: str) -> dict:
             "COURSEKIT_OFFLINE": "1", "COURSEKIT_GRADING": "1", "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
             "COURSEKIT_PATH": os.pathsep.join([str(PACKAGE.parent), *_site_paths()])}
+
+
+# ----------------------------------------------------------------------------------- seccomp
+
+# x86_64 system calls the sandbox has no use for and that widen what a run can reach: tracing
+# other processes (ptrace clears bubblewrap's die-with-parent), SysV shared memory and memfd
+# (memory no watchdog sees), new namespaces (a fresh uid with full capabilities in them),
+# keyrings, BPF, userfaultfd, io_uring, perf, mounting and module loading.
+_DENIED = {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "shmget": 29,
+           "memfd_create": 319, "unshare": 272, "setns": 308, "keyctl": 250, "add_key": 248,
+           "request_key": 249, "bpf": 321, "userfaultfd": 323, "perf_event_open": 298,
+           "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+           "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "swapon": 167,
+           "swapoff": 168, "reboot": 169, "kexec_load": 246, "kexec_file_load": 320,
+           "init_module": 175, "finit_module": 313, "delete_module": 176,
+           "open_by_handle_at": 304, "open_tree": 428, "move_mount": 429, "fsopen": 430,
+           "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442}
+_CLONE, _CLONE3 = 56, 435
+_NAMESPACE_FLAGS = 0x7E020080     # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET,TIME}
+_AUDIT_ARCH_X86_64 = 0xC000003E
+
+
+def seccomp_program() -> bytes | None:
+    """A classic-BPF seccomp filter (bytes of ``struct sock_filter``) for bubblewrap's
+    ``--seccomp``: the calls of ``_DENIED`` and ``clone`` with a namespace flag fail with
+    ``EPERM``, ``clone3`` with ``ENOSYS`` (the C library then uses ``clone``, whose flags a
+    filter can read), x32 calls fail; another architecture kills the process. ``None`` off
+    x86_64, where no filter is built (said by :func:`isolation`).
+
+    Example:
+        >>> program = seccomp_program()
+        >>> program is None or len(program) % 8 == 0
+        True
+    """
+    import errno
+    import platform
+    import struct
+
+    if platform.machine() != "x86_64":
+        return None
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    code = [(LD, 0, 0, 4), (JEQ, 1, 0, _AUDIT_ARCH_X86_64), (RET, 0, 0, 0x80000000),
+            (LD, 0, 0, 0), (JGE, "deny", 0, 0x40000000)]
+    code += [(JEQ, "deny", 0, nr) for nr in sorted(_DENIED.values())]
+    code += [(JEQ, "enosys", 0, _CLONE3), (JEQ, 0, "allow", _CLONE),
+             (LD, 0, 0, 16), (JSET, "deny", "allow", _NAMESPACE_FLAGS)]
+    labels = {"allow": len(code), "deny": len(code) + 1, "enosys": len(code) + 2}
+    code += [(RET, 0, 0, 0x7FFF0000), (RET, 0, 0, 0x00050000 | errno.EPERM),
+             (RET, 0, 0, 0x00050000 | errno.ENOSYS)]
+    out = b""
+    for pc, (op, jt, jf, k) in enumerate(code):
+        jt = labels[jt] - pc - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - pc - 1 if isinstance(jf, str) else jf
+        out += struct.pack("<HBBI", op, jt, jf, k)
+    return out
 
 
 def _drop(uid: int) -> list[str]:
@@ -182,6 +238,30 @@ def mode() -> str:
     return ("root" if as_root else "user") if done.returncode == 0 else "none"
 
 
+@functools.lru_cache(maxsize=1)
+def seccomp_works() -> bool:
+    """Whether bubblewrap applies :func:`seccomp_program` here (and ``unshare`` then fails)."""
+    program = seccomp_program()
+    if program is None or mode() == "none":
+        return False
+    as_root = mode() == "root"
+    read, write = os.pipe()
+    os.write(write, program)
+    os.close(write)
+    command = _bwrap_args(Limits(), as_root) + ["--seccomp", str(read), "--"]
+    command += (_drop(_fresh_uid()) if as_root else []) + [
+        sys.executable, "-I", "-c", "import ctypes, sys\n"
+        "sys.exit(ctypes.CDLL(None).unshare(0x10000000) == 0)"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=60, pass_fds=(read,),
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        os.close(read)
+    return done.returncode == 0
+
+
 def isolation() -> str:
     """One line saying how submissions are isolated on this machine, and which limits hold."""
     how = mode()
@@ -191,15 +271,22 @@ def isolation() -> str:
                   if cgroup else "no cgroups: RLIMIT_AS per process, RLIMIT_NPROC per fresh "
                   "user, a watchdog on the run's memory and CPU time")
         return ("bubblewrap as root: allowlisted read-only filesystem, private tmpfs /tmp and "
-                "/dev/shm, IPC/PID/network namespaces, a fresh uid per run; " + limits)
+                "/dev/shm, IPC/PID/network namespaces, a fresh uid per run, " + _filter()
+                + "; " + limits)
     if how == "user":
         return ("bubblewrap in an unprivileged user namespace: allowlisted read-only "
-                "filesystem, private tmpfs /tmp and /dev/shm, IPC/PID/network namespaces; "
-                "processes per run (RLIMIT_NPROC per namespace), a watchdog on the run's memory "
-                "and CPU time; no CPU share (needs cgroups)")
+                "filesystem, private tmpfs /tmp and /dev/shm, IPC/PID/network namespaces, "
+                + _filter() + "; processes per run (RLIMIT_NPROC per namespace); best-effort: "
+                "a watchdog on the run's memory (PSS) and CPU time (children's included), no "
+                "CPU share (needs cgroups)")
     return ("NONE: bubblewrap cannot build a sandbox here (install bubblewrap, allow user "
             "namespaces, or run as root); --unsafe runs student code as the grader's user with "
             "rlimits and a time limit only: it can read the solutions and change the results")
+
+
+def _filter() -> str:
+    return ("a seccomp filter (no ptrace, SysV shared memory, memfd, namespaces, keyrings, BPF, "
+            "io_uring)" if seccomp_works() else "NO seccomp filter (not x86_64, or refused)")
 
 
 def _fresh_uid() -> int:
@@ -353,8 +440,9 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _pss_and_cpu(pid: int) -> tuple[int, float]:
-    """Proportional set size (bytes) and CPU seconds of ``pid`` (0 when it is gone)."""
+def _pss_and_cpu(pid: int) -> tuple[int, float, float]:
+    """Proportional set size (bytes), CPU seconds of ``pid`` and CPU seconds of its children
+    that it waited for (0 when it is gone)."""
     pss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
@@ -364,14 +452,22 @@ def _pss_and_cpu(pid: int) -> tuple[int, float]:
                     break
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        children = (int(fields[13]) + int(fields[14])) / tick
     except (OSError, IndexError, ValueError):
-        return 0, 0.0
-    return pss, cpu
+        return 0, 0.0, 0.0
+    return pss, cpu, children
 
 
 class _Watchdog(threading.Thread):
-    """Memory (PSS) over all of a run's processes, and their CPU time, where no cgroup counts."""
+    """Memory (PSS) over all of a run's processes, and their CPU time, where no cgroup counts.
+
+    CPU time is the larger of two counts that never count a second twice: every process seen,
+    at the most it was seen using; and, at one instant, the processes alive with the time of
+    the children they waited for (short-lived processes that no poll sees land there). A
+    process that ignores ``SIGCHLD`` loses its children's time from the second: best-effort.
+    """
 
     def __init__(self, root_pid: int, limits: Limits):
         super().__init__(daemon=True)
@@ -380,21 +476,24 @@ class _Watchdog(threading.Thread):
         self.memory_kills, self.cpu_exceeded = 0, False
         self.cpu_budget = limits.timeout * limits.cpus + 5.0
         self.dead_cpu: dict[int, float] = {}
+        self.cpu_used = 0.0
 
     def run(self) -> None:
         limit = self.limits.memory_mb * 2**20
         while not self.stop.wait(0.2):
             pids = _descendants(self.root_pid)
-            usage = {pid: _pss_and_cpu(pid) for pid in pids}
-            for pid, (_, cpu) in usage.items():
+            usage = {pid: _pss_and_cpu(pid) for pid in [self.root_pid, *pids]}
+            for pid, (_, cpu, _) in usage.items():
                 self.dead_cpu[pid] = max(self.dead_cpu.get(pid, 0.0), cpu)
-            if sum(cpu for cpu in self.dead_cpu.values()) > self.cpu_budget:
+            self.cpu_used = max(self.cpu_used, sum(self.dead_cpu.values()),
+                                sum(cpu + waited for _, cpu, waited in usage.values()))
+            if self.cpu_used > self.cpu_budget:
                 self.cpu_exceeded = True
-                for pid in pids:
+                for pid in [*pids, self.root_pid]:  # the whole run
                     _kill(pid)
                 return
-            if sum(p for p, _ in usage.values()) > limit and usage:
-                _kill(max(usage, key=lambda p: usage[p][0]))
+            if sum(u[0] for u in usage.values()) > limit and pids:
+                _kill(max(pids, key=lambda p: usage[p][0]))
                 self.memory_kills += 1
 
 
@@ -416,7 +515,8 @@ class _Reader(threading.Thread):
         self.stream, self.max_line, self.max_total = stream, max_line, max_total
         self.lines: list[bytes] = []
         self.dropped, self.kept = 0, 0
-        self.cells_done = threading.Event()  # the worker asked for the calls
+        self.cells_done = threading.Event()   # the worker asked for the public calls
+        self.public_done = threading.Event()  # ... and then for the hidden ones
 
     def run(self) -> None:
         buffer, skipping = bytearray(), False
@@ -440,6 +540,8 @@ class _Reader(threading.Thread):
                     self.kept += len(buffer)
                     if buffer.startswith(b'{"event": "cells-done"'):
                         self.cells_done.set()
+                    elif buffer.startswith(b'{"event": "public-done"'):
+                        self.public_done.set()
                 buffer, skipping, start = bytearray(), False, end + 1
         self.stream.close()
 
@@ -474,7 +576,7 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
            "rlimits": rlimits}
     calls = [dict(task, index=i) for i, task in enumerate(tasks)]
     python = [sys.executable, "-I", str(WORKER)]
-    cgroup, tmp = None, None
+    cgroup, tmp, filter_fd = None, None, None
     if how == "none":  # --unsafe: a private folder and rlimits, nothing more
         import tempfile
 
@@ -485,7 +587,13 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
         result.limits = "UNSAFE: rlimits per process and a wall-clock limit only"
     else:
         as_root = how == "root"
-        command = _bwrap_args(limits, as_root) + ["--"]
+        command = _bwrap_args(limits, as_root)
+        if seccomp_works():
+            filter_fd, write = os.pipe()
+            os.write(write, seccomp_program())
+            os.close(write)
+            command += ["--seccomp", str(filter_fd)]
+        command += ["--"]
         if as_root:
             command += _drop(_fresh_uid())
         command += python
@@ -499,9 +607,14 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
             result.limits = "watchdog (memory, CPU time), RLIMIT_NPROC per namespace"
     watchdog = None
     try:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
+        try:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       start_new_session=True,
+                                       pass_fds=() if filter_fd is None else (filter_fd,))
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         out = _Reader(process.stdout, MAX_LINE, MAX_TOTAL)
         err = _Reader(process.stderr, 4096, 2**16)
         out.start()
@@ -509,7 +622,7 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
         if cgroup is None:
             watchdog = _Watchdog(process.pid, limits)
             watchdog.start()
-        feeder = threading.Thread(target=_feed, args=(process, job, calls, out.cells_done),
+        feeder = threading.Thread(target=_feed, args=(process, job, calls, out),
                                   daemon=True)
         feeder.start()
         try:
@@ -561,15 +674,27 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
     return result
 
 
-def _feed(process, job: dict, calls: list, cells_done: threading.Event) -> None:
-    """Send the cells now and the calls (with their hidden inputs) once the cells are done."""
+def _phase(calls: list, public: bool) -> list:
+    """The calls with only the public (or only the hidden) cases; the others ``None``."""
+    return [dict(task, cases=[c if bool(c.get("public")) == public else None
+                              for c in task["cases"]]) for task in calls]
+
+
+def _feed(process, job: dict, calls: list, reader: _Reader) -> None:
+    """Send the cells now, the public calls once the cells are done, and the calls with hidden
+    inputs only once the public calls have returned (each when the worker asks for them)."""
+    hidden = sum(not c.get("public") for task in calls for c in task["cases"])
     try:
         process.stdin.write(json.dumps(job).encode() + b"\n")
         process.stdin.flush()
-        while not cells_done.wait(0.1):
-            if process.poll() is not None:
-                return
-        process.stdin.write(json.dumps(calls).encode() + b"\n")
+        for event, phase in ((reader.cells_done, {"tasks": _phase(calls, True),
+                                                  "later": hidden}),
+                             (reader.public_done, {"tasks": _phase(calls, False), "later": 0})):
+            while not event.wait(0.1):
+                if process.poll() is not None:
+                    return
+            process.stdin.write(json.dumps(phase).encode() + b"\n")
+            process.stdin.flush()
         process.stdin.close()
     except (OSError, ValueError):
         pass
@@ -606,7 +731,9 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
     from coursekit.grader.protocol import HostileData, loads
 
     calls = {(i, k) for i, task in enumerate(tasks) for k in range(len(task["cases"]))}
-    refused, calls_sent = 0, False
+    public = {(i, k) for i, task in enumerate(tasks) for k, c in enumerate(task["cases"])
+              if c.get("public")}
+    refused, calls_sent, hidden_sent = 0, False, False
     for line in lines:
         try:
             record = loads(line, max_bytes=MAX_LINE)
@@ -622,6 +749,11 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
             pass
         elif record.get("event") == "cells-done":
             calls_sent = True
+        elif record.get("event") == "public-done":
+            calls_sent = hidden_sent = True
+        elif record.get("event") == "runner-died":
+            result.problems.append("the process making the graded calls was ended from inside "
+                                   "(the calls left got no answer)")
         elif calls_sent and ("cell" in record or "event" in record):
             # once the hidden inputs were in the sandbox, no more text of it reaches the report
             refused += 1
@@ -638,7 +770,9 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
         elif "answer" in record:
             where = record["answer"]
             if not (isinstance(where, list) and len(where) == 2
-                    and all(type(x) is int for x in where)) or tuple(where) not in calls:
+                    and all(type(x) is int for x in where)) or tuple(where) not in calls or (
+                        hidden_sent and tuple(where) in public):
+                # a public answer that comes once the hidden inputs were sent may carry them
                 refused += 1
                 continue
             answer = record.get("record")

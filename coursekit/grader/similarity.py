@@ -3,10 +3,16 @@
 
 The code a student wrote is what is left of the notebook's code cells once every line of the
 handed-out template is removed. It is tokenised (comments and layout dropped, names replaced by
-one symbol, so renaming variables changes nothing), cut into overlapping runs of ``K`` tokens,
+one symbol, so renaming variables changes nothing; each cell on its own, so one cell that does
+not parse costs only itself; no-op statements such as ``pass`` and ``;`` dropped, so padding
+changes nothing), cut into overlapping runs of ``K`` tokens,
 and each run hashed; winnowing (Schleimer, Wilkerson and Aiken, 2003, the method behind MOSS)
 keeps the smallest hash of every window of ``W`` runs. Two submissions of an exercise are as
 similar as the Jaccard index of their kept hashes. This is evidence to read, never a verdict.
+
+:func:`flags` names what a human should look at instead of letting it drop out silently: too
+little own code to compare, code run from strings (``exec``, ``eval``, ``base64``), and imports
+of the course's own package, which holds reference code of several graded functions.
 """
 
 from __future__ import annotations
@@ -15,13 +21,20 @@ import hashlib
 import io
 import itertools
 import keyword
+import re
 import tokenize
 
-__all__ = ["fingerprints", "similar_pairs", "K", "W"]
+__all__ = ["fingerprints", "similar_pairs", "flags", "K", "W", "MIN_PRINTS"]
 
 K = 6            # tokens per hashed run
 W = 4            # runs per winnowing window
 MAX_PRINTS = 4000
+MIN_PRINTS = 5   # fewer kept hashes: too little own code to compare
+_NO_OPS = {"pass", ";"}
+_OBFUSCATED = re.compile(r"\b(exec|eval|compile|__import__)\s*\(|\b(base64|marshal|zlib|codecs|"
+                         r"importlib)\b")
+_COURSEKIT = re.compile(r"^\s*(?:from\s+(coursekit(?:\.\w+)*)\s+import|import\s+"
+                        r"(coursekit(?:\.\w+)*))", re.M)
 
 
 def _tokens(source: str) -> list[str]:
@@ -30,6 +43,8 @@ def _tokens(source: str) -> list[str]:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE,
                               tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+                continue
+            if token.string in _NO_OPS:
                 continue
             if token.type == tokenize.NAME and not keyword.iskeyword(token.string):
                 out.append("N")
@@ -51,9 +66,8 @@ def fingerprints(cells: list[str], template: set[str]) -> list[int]:
         >>> a == b and len(a) > 0
         True
     """
-    own = "\n".join(line for cell in cells for line in cell.splitlines()
-                    if line.strip() and line.strip() not in template)
-    tokens = _tokens(own)
+    tokens = [t for cell in cells for t in _tokens("\n".join(
+        line for line in cell.splitlines() if line.strip() and line.strip() not in template))]
     runs = [int.from_bytes(hashlib.blake2b(" ".join(tokens[i:i + K]).encode(),
                                            digest_size=6).digest(), "big")
             for i in range(max(0, len(tokens) - K + 1))]
@@ -61,12 +75,35 @@ def fingerprints(cells: list[str], template: set[str]) -> list[int]:
     return sorted(kept)[:MAX_PRINTS]
 
 
+def flags(cells: list[str], prints: list[int], template: set[str] = frozenset()) -> list[str]:
+    """What a human should look at in a submission's own code (the lines not in ``template``,
+    the handed-out exercise): empty when nothing.
+
+    Example:
+        >>> flags(["from coursekit.losses import gaussian_kl", "exec('x = 1')"], [1, 2])
+        ['too little own code to compare (2 fingerprints)', 'runs code from strings (exec)', 'imports coursekit.losses (the course package holds reference code)']
+    """
+    found = []
+    if len(prints) < MIN_PRINTS:
+        found.append(f"too little own code to compare ({len(prints)} fingerprints)")
+    code = "\n".join(line for cell in cells for line in cell.splitlines()
+                     if line.strip() not in template)
+    hidden = sorted({m.group(1) or m.group(2) for m in _OBFUSCATED.finditer(code)})
+    if hidden:
+        found.append(f"runs code from strings ({', '.join(hidden)})")
+    modules = sorted({m.group(1) or m.group(2) for m in _COURSEKIT.finditer(code)}
+                     - {"coursekit.grader"})
+    if modules:
+        found.append(f"imports {', '.join(modules)} (the course package holds reference code)")
+    return found
+
+
 def similar_pairs(reports: list, threshold: float = 0.5, top: int = 50) -> list[tuple]:
     """``(exercise, a, b, similarity, shared)`` for the most similar pairs of each exercise."""
     groups: dict = {}
     for report in reports:
         prints = report.get("fingerprints")
-        if report.get("exercise") and isinstance(prints, list) and len(prints) >= 5:
+        if report.get("exercise") and isinstance(prints, list) and len(prints) >= MIN_PRINTS:
             groups.setdefault(report["exercise"], []).append(
                 (report["submission"], frozenset(prints)))
     pairs = []

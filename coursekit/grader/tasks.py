@@ -40,11 +40,14 @@ class Case:
     args: tuple                                   # positional inputs, plain data
     kwargs: dict = field(default_factory=dict)    # keyword inputs, plain data
     public: bool = False                          # shown to students through check()
+    held_out: dict = field(default_factory=dict)  # the judge's inputs; never sent to the sandbox
 
 
-def case(*args, public: bool = False, **kwargs) -> Case:
-    """A :class:`Case` calling the function with ``args`` and ``kwargs``."""
-    return Case(args=tuple(args), kwargs=dict(kwargs), public=public)
+def case(*args, public: bool = False, held_out: dict | None = None, **kwargs) -> Case:
+    """A :class:`Case` calling the function with ``args`` and ``kwargs``; ``held_out`` goes to
+    the task's judge only (see :mod:`coursekit.grader.judges`)."""
+    return Case(args=tuple(args), kwargs=dict(kwargs), public=public,
+                held_out=dict(held_out or {}))
 
 
 @dataclass
@@ -60,8 +63,12 @@ class Task:
     atol: float = 1e-5             # absolute tolerance of numeric answers
     torch: bool = False            # turn array inputs into torch tensors before the call
     driver: str | None = None      # a function of coursekit.grader.drivers that makes the call
+    judge: str | None = None       # a function of coursekit.grader.judges that measures the
+                                   # returned artefact in the grader (training tasks)
     differentiable: bool = False   # the answer must be a torch tensor that carries a gradient
     hint: str = ""                 # shown when a hidden case fails (never the inputs or the error)
+    uses: tuple = ()               # other graded functions this one calls in the student's
+                                   # notebook: a mistake in one of them can fail this task too
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.id):
@@ -71,6 +78,14 @@ class Task:
                              f"{self.points!r}")
         if not any(c.public for c in self.cases) or all(c.public for c in self.cases):
             raise ValueError(f"task {self.id!r} needs at least one public and one hidden case")
+        if self.judge is not None:
+            from coursekit.grader.judges import JUDGES
+
+            if self.judge not in JUDGES:
+                raise ValueError(f"task {self.id!r}: unknown judge {self.judge!r}; judges are "
+                                 f"{sorted(JUDGES)} (coursekit/grader/judges.py)")
+        elif any(c.held_out for c in self.cases):
+            raise ValueError(f"task {self.id!r}: cases have held_out inputs but no judge")
 
     def spec(self) -> dict:
         """What the sandboxed process needs to make the calls (no expected answers)."""
@@ -193,8 +208,12 @@ def check(task_id: str, function) -> bool | None:
             return None
         if "output" in record:  # what the grader would receive: through the wire format
             record = {"output": json.loads(json.dumps(record["output"]))}
-        outcome = protocol.judge(protocol.decode(public["expected"]), record,
-                                 rtol=task["rtol"], atol=task["atol"], public=True)
+        if task.get("judge"):
+            outcome = protocol.judge_artefact(task["judge"], protocol.decode(public["held_out"]),
+                                              record, public=True)
+        else:
+            outcome = protocol.judge(protocol.decode(public["expected"]), record,
+                                     rtol=task["rtol"], atol=task["atol"], public=True)
         if not outcome.passed:
             call = protocol.describe_call(task["function"], protocol.decode(public["args"]),
                                           protocol.decode(public["kwargs"]))

@@ -58,7 +58,8 @@ class _Runner:
         self._fork, self._exit, self._waitpid = os.fork, os._exit, os.waitpid
         self._kill, self._killpg, self._setpgid = os.kill, os.killpg, os.setpgid
         self._pidfd_open, self._select = os.pidfd_open, select.select
-        self._dumps, self._open, self._monotonic = json.dumps, open, time.monotonic
+        self._dumps, self._loads = json.dumps, json.loads
+        self._open, self._monotonic = open, time.monotonic
         self._exists, self._getpid, self._unlink = os.path.exists, os.getpid, os.unlink
         self._write, self._channel = os.write, int(job["channel"])
         self._tasks_fd = int(job["tasks_fd"])
@@ -141,6 +142,19 @@ class _Runner:
             outcome = self._wait(pid, self.cells_deadline, marker)
             if self._exists(os.path.join(self.workdir, "finished")):
                 return
+            if self._exists(marker) and self._exists(os.path.join(self.workdir,
+                                                                   "calls-started")):
+                # the cell was done and its process went on to the calls, then ended: the
+                # calls' process died (killed from inside). Re-running the cells here, in every
+                # ancestor, would start the calls again and again: say so once and stop.
+                try:
+                    flag = os.open(os.path.join(self.workdir, "runner-died"),
+                                   os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.close(flag)
+                    self.log(event="runner-died")
+                except OSError:
+                    pass
+                return
             if self._exists(marker + ".oom"):
                 self.log(cell=index, status="killed", message="ran out of memory (MemoryError); "
                          "the state before it was kept",
@@ -180,10 +194,11 @@ class _Runner:
             pass
 
     # ---- the graded calls ----------------------------------------------------------------
-    def _read_tasks(self) -> list:
-        """The graded calls arrive only now, after the cells: no code of the notebook had the
-        (hidden) inputs while its messages could still reach the report."""
-        self.log(event="cells-done")
+    def _read_tasks(self, event: str) -> dict:
+        """The next calls, asked for with ``event``: the public calls arrive only after the
+        cells, the hidden ones only after the public calls have returned, so no code of the
+        notebook had a hidden input while its messages could still reach the feedback."""
+        self.log(event=event)
         os.set_blocking(self._tasks_fd, True)
         data = b""
         while not data.endswith(b"\n"):
@@ -191,13 +206,16 @@ class _Runner:
             if not chunk:
                 break
             data += chunk
-        return json.loads(data)
+        return self._loads(data) if data else {"tasks": [], "later": 0}
 
     def _tasks(self) -> None:
-        self.job["tasks"] = self._read_tasks()
-        calls = [(t, k) for t in self.job["tasks"] for k in range(len(t["cases"]))]
-        if any(t.get("torch") or t.get("driver") or t.get("differentiable")
-               for t in self.job["tasks"]):
+        with self._open(os.path.join(self.workdir, "calls-started"), "w"):
+            pass
+        self._warm(self._read_tasks("cells-done"), "public-done")
+
+    def _warm(self, phase: dict, next_event: str | None) -> None:
+        tasks = phase["tasks"]
+        if any(t.get("torch") or t.get("driver") or t.get("differentiable") for t in tasks):
             try:  # once, here, rather than in every call's child (each would pay for it):
                 import torch  # torch and what it imports lazily on a first optimiser step
 
@@ -208,9 +226,20 @@ class _Runner:
                 optimiser.step()
             except Exception:  # noqa: BLE001 - the calls will say what is wrong
                 pass
+        self._calls(phase)
+        if next_event is not None:
+            self._calls(self._read_tasks(next_event))
+        self.log(event="finished")
+        with self._open(os.path.join(self.workdir, "finished"), "w"):
+            pass
+
+    def _calls(self, phase: dict) -> None:
+        calls = [(t, k) for t in phase["tasks"] for k, c in enumerate(t["cases"])
+                 if c is not None]
+        later = int(phase.get("later", 0))
         for position, (task, k) in enumerate(calls):
             now = self._monotonic()
-            share = max(0.2, (self.deadline - now) / (len(calls) - position))
+            share = max(0.2, (self.deadline - now) / (len(calls) - position + later))
             marker = os.path.join(self.workdir, f"answer-{task['index']}-{k}.done")
             try:  # a file the notebook planted there earlier is not an answer
                 self._unlink(marker)
@@ -229,9 +258,6 @@ class _Runner:
                          record={"code": "timeout" if timeout else "killed", "error": (
                              "ran past its time limit and was stopped" if timeout else
                              f"ended its own process ({outcome}) before returning")})
-        self.log(event="finished")
-        with self._open(os.path.join(self.workdir, "finished"), "w"):
-            pass
 
     def _call(self, task: dict, k: int, marker: str) -> None:
         started, me = self._monotonic(), self._getpid()

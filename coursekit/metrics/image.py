@@ -33,7 +33,7 @@ SSIM_SIGMA = 1.5  # ... with standard deviation 1.5 pixels
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # the stabilising constants C1 = (K1 R)^2, C2 = (K2 R)^2
 
 
-def _check_pair(x, y, data_range) -> float:
+def _check_pair(x, y, data_range, ranged=("x", "y")) -> float:
     check_tensor("x", x, ndim=4, finite=False)  # finiteness: from the min and max below
     check_tensor("y", y, ndim=4, finite=False)
     if x.shape != y.shape:
@@ -45,20 +45,25 @@ def _check_pair(x, y, data_range) -> float:
         raise ValueError(f"x and y are empty, shape {tuple(x.shape)}")
     data_range = check_positive("data_range", data_range)
     for name, t in (("x", x), ("y", y)):
-        # amin and amax are vectorised reductions (torch.aminmax is several times slower on the
-        # CPU); a NaN or an infinity shows in them, so finiteness costs no extra pass
-        low, high = float(torch.amin(t)), float(torch.amax(t))
-        if not (math.isfinite(low) and math.isfinite(high)):
-            check_tensor(name, t)  # raises, counting the NaN and infinite values
-        if high - low > data_range * (1 + 1e-6):
-            raise ValueError(f"{name} spans [{low:.6g}, {high:.6g}] (width {high - low:.6g}), "
-                             f"wider than data_range={data_range:g}: pass the true range of the "
-                             f"data (1.0 for [0, 1] images, 255 for uint8 levels)")
+        if name in ranged:
+            _check_range(name, t, data_range)
     return data_range
 
 
+def _check_range(name: str, t: torch.Tensor, data_range: float) -> None:
+    # amin and amax are vectorised reductions (torch.aminmax is several times slower on the
+    # CPU); a NaN or an infinity shows in them, so finiteness costs no extra pass
+    low, high = float(torch.amin(t)), float(torch.amax(t))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        check_tensor(name, t)  # raises, counting the NaN and infinite values
+    if high - low > data_range * (1 + 1e-6):
+        raise ValueError(f"{name} spans [{low:.6g}, {high:.6g}] (width {high - low:.6g}), "
+                         f"wider than data_range={data_range:g}: pass the true range of the "
+                         f"data (1.0 for [0, 1] images, 255 for uint8 levels)")
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
-         reduction: str = "none") -> torch.Tensor:
+         reduction: str = "none", mask: torch.Tensor | None = None) -> torch.Tensor:
     """Peak signal-to-noise ratio ``10 log10(R^2 / MSE)`` in decibels, per image.
 
     Args:
@@ -66,28 +71,65 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
         data_range: ``R``, the width of the value range (1.0 for images in [0, 1]).
         reduction: ``"none"`` (``(B,)``, per image), ``"mean"`` (their mean) or ``"pooled"``
             (PSNR of the MSE pooled over the batch, torchmetrics' default).
+        mask: booleans that broadcast to ``(B, C, H, W)``, True on the pixels to score (the
+            hidden pixels of Chapter 8's inpainting); None: every pixel.
 
     Returns:
         float64 tensor, ``inf`` where an image equals its reference.
 
     Raises:
-        ValueError / TypeError: mismatched shapes or dtypes, NaN or Inf, values spanning more
-            than ``data_range``.
+        ValueError / TypeError: mismatched shapes or dtypes, NaN or Inf, a reference ``y``
+            spanning more than ``data_range``, or an ``x`` so far outside it that the MSE
+            exceeds ``data_range ** 2``.
 
     Example:
         >>> x = torch.zeros(2, 1, 4, 4); y = x.clone(); y[0] += 0.1; y[1] += 0.01
         >>> psnr(x, y, data_range=1.0)
         tensor([20.0000, 40.0000], dtype=torch.float64)
+        >>> y[0, 0, 0] = 0.0  # the top row exact: scored alone, it is a perfect match
+        >>> psnr(x, y, data_range=1.0, mask=torch.arange(4).view(4, 1) == 0)[0]
+        tensor(inf, dtype=torch.float64)
     """
-    data_range = _check_pair(x, y, data_range)
-    B, n = len(x), x[0].numel()
-    # The difference in the input dtype (as scikit-image does), its squares summed in float64.
-    diff = (x - y).reshape(B, n)  # (B, C*H*W)
-    mse = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64).square() / n  # (B,)
+    # The reference y is checked against data_range in full (two reductions). The estimate x
+    # costs nothing more: if x and y both lay in one range of width R, every squared difference
+    # would be at most R^2, so a NaN, an infinity or an MSE above R^2 proves x is out of range
+    # (then x is checked in full, to name the fault). A slight overshoot of x passes: PSNR is
+    # defined for it, as in scikit-image, which checks neither.
+    data_range = _check_pair(x, y, data_range, ranged=("y",))
+    if mask is not None:
+        mse = _masked_mse(x, y, mask)
+    else:
+        B, n = len(x), x[0].numel()
+        # The difference in the input dtype (as scikit-image does), squares summed in float64.
+        diff = (x - y).reshape(B, n)  # (B, C*H*W)
+        mse = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64).square() / n  # (B,)
+    if not bool(torch.all(mse <= data_range**2 * (1 + 1e-6))):  # NaN compares False too
+        _check_range("x", x, data_range)
+    return _reduce_psnr(mse, data_range, reduction)
+
+
+def _reduce_psnr(mse: torch.Tensor, data_range: float, reduction: str) -> torch.Tensor:
     if reduction == "pooled":
         mse = mse.mean()
     value = 10 * torch.log10(data_range**2 / mse)
     return _reduce(value, reduction, allowed=("none", "mean", "pooled"))
+
+
+def _masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean squared error over the pixels where ``mask`` is True, per image ``(B,)``."""
+    if not torch.is_tensor(mask) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor, got "
+                        f"{mask.dtype if torch.is_tensor(mask) else type(mask).__name__}")
+    try:
+        m = mask.to(x.device).expand_as(x)                                # (B, C, H, W)
+    except RuntimeError as err:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the images' "
+                         f"{tuple(x.shape)}") from err
+    count = m.flatten(1).sum(1)                                           # (B,)
+    if (count == 0).any():
+        raise ValueError("the mask selects no pixel of some image: nothing to score")
+    sq = (x.double() - y.double()).square().masked_fill(~m, 0.0)          # (B, C, H, W)
+    return sq.flatten(1).sum(1) / count
 
 
 def _reduce(value: torch.Tensor, reduction: str, allowed=("none", "mean")) -> torch.Tensor:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from coursekit.metrics._base import MeanMetric, check_positive, check_tensor
 
-__all__ = ["elbo", "iwae_nll", "bits_per_dim", "ELBO", "IWAENLL", "BitsPerDim"]
+__all__ = ["elbo", "iwae_nll", "bits_per_dim", "bits_per_char", "ELBO", "IWAENLL",
+           "BitsPerDim"]
 
 
 def elbo(log_px_given_z: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
@@ -98,6 +100,22 @@ def bits_per_dim(nll: torch.Tensor | float, num_dims: int, scale: float = 1.0):
         raise ValueError(f"num_dims must be a positive integer, got {num_dims}")
     scale = check_positive("scale", scale)
     return nll / (num_dims * math.log(2)) + math.log2(scale)
+
+
+def bits_per_char(token_logprobs) -> float:
+    """Bits per character from natural-log probabilities of the scored tokens (Chapter 5's
+    bits per dimension for text; Chapter 7): ``-mean(log p) / ln 2``.
+
+    Example:
+        >>> bits_per_char([math.log(0.5), math.log(0.25)])
+        1.5
+    """
+    lp = np.asarray(token_logprobs, dtype=np.float64)
+    if lp.ndim != 1 or lp.size == 0:
+        raise ValueError(f"need a non-empty 1-D array of log-probabilities, got shape {lp.shape}")
+    if not np.all(lp <= 1e-9):
+        raise ValueError(f"log-probabilities must be <= 0; the largest is {lp.max():.3g}")
+    return float(-lp.mean() / math.log(2))
 
 
 class ELBO(MeanMetric):

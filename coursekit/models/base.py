@@ -14,7 +14,8 @@ for what it needs, with defaults that serve the common case of one optimiser ove
 - ``ema_module()``: the part whose moving average the engine keeps (default: the whole model);
 - ``check_data(data)``: validate the prepared data once, before the first step (default: no-op);
 - ``config_dict()``: the constructor's config as plain data, saved in every checkpoint;
-- ``sample(n, *, labels=None, generator=None)``: ``n`` new examples (generative models only).
+- ``sample(n, *, labels=None, generator=None)``: ``n`` new examples (generative models only);
+  ``averaged(ema)`` is the model with its moving average in place, to sample from it.
 
 Every subclass that names its ``config_class`` is registered under its class name, so that
 ``coursekit.train.load_model`` can rebuild any model that ``fit`` trained from its checkpoint.
@@ -22,6 +23,8 @@ Every subclass that names its ``config_class`` is registered under its class nam
 
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import asdict, is_dataclass
 from typing import ClassVar
 
@@ -69,6 +72,44 @@ class TrainableModel(nn.Module):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("config_class") is not None:
             MODEL_REGISTRY[cls.__name__] = (cls, cls.config_class)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _recording_init(init)
+        sample = cls.__dict__.get("sample")
+        if sample is not None and list(inspect.signature(sample).parameters)[1:2] == ["n"]:
+            cls.sample = _checked_sample(sample)  # n first, a number, as the CLI calls it
+
+    # ----------------------------------------------------------------- the initial weights
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.parameters())
+
+    def is_fresh(self) -> bool:
+        """True while the weights are those the constructor drew: nothing has written to a
+        parameter since (no training step, no ``load_state_dict``, no in-place change)."""
+        return getattr(self, "_fresh_versions", None) == self._versions()
+
+    def reseed(self, seed: int) -> None:
+        """Redraw the initial weights as the constructor draws them, under ``seed`` (``fit``
+        does this for a fresh model, so that ``TrainConfig.seed`` fixes the initial weights
+        whatever the random state was when the model was built). The random state is left as
+        ``seed_everything(seed)`` leaves it.
+
+        Example:
+            >>> from coursekit.models import VAE, VAEConfig
+            >>> a, b = VAE(VAEConfig(hidden=8)), VAE(VAEConfig(hidden=8))
+            >>> a.reseed(3); b.reseed(3)
+            >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+            True
+        """
+        from coursekit.seed import seed_everything
+
+        args, kwargs = self._init_args
+        seed_everything(seed)
+        fresh = type(self)(*args, **kwargs)
+        with torch.no_grad():
+            for name, value in fresh.state_dict().items():
+                self.state_dict()[name].copy_(value)
+        seed_everything(seed)
 
     # ----------------------------------------------------------------- the engine's protocol
     def phases(self, step: int) -> tuple[str, ...]:
@@ -105,11 +146,82 @@ class TrainableModel(nn.Module):
                              f"{self.PHASES}")
         return self.objective(batch, step)
 
+    def averaged(self, ema: nn.Module | None) -> "TrainableModel":
+        """This model with ``ema_module()`` replaced by ``ema``, its moving average (what
+        ``fit`` returns as ``result.ema``); ``self`` itself is unchanged. ``None``: ``self``.
+
+        Example:
+            >>> from coursekit.models import GAN, GANConfig
+            >>> import copy
+            >>> gan = GAN(GANConfig(data_shape=(1, 8, 8)))
+            >>> ema = copy.deepcopy(gan.generator)
+            >>> gan.averaged(ema).generator is ema, gan.generator is ema
+            (True, False)
+        """
+        if ema is None:
+            return self
+        part = self.ema_module()
+        if part is self:
+            return ema
+        model = copy.copy(self)
+        model._modules = dict(self._modules)
+        for name, child in self._modules.items():
+            if child is part:
+                model._modules[name] = ema
+                return model
+        raise ValueError(f"{type(self).__name__}.ema_module() is not a direct child module: "
+                         f"override averaged()")
+
     # ------------------------------------------------------------------ generative models
     def sample(self, n: int, *, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        """``n`` new examples; ``labels`` (n,) for class-conditional models."""
+        """``n`` new examples; ``labels`` (n,) for class-conditional models; ``generator``
+        seeds the draw."""
         raise NotImplementedError(f"{type(self).__name__} is not a generative model")
+
+    @property
+    def generative(self) -> bool:
+        """Whether the model draws new examples through the one signature ``sample(n, ...)``."""
+        sample = type(self).sample
+        return sample is not TrainableModel.sample and \
+            list(inspect.signature(sample).parameters)[1:2] == ["n"]
+
+
+def _recording_init(init):
+    """``__init__`` that records its arguments (to rebuild the model) and, when the outermost
+    constructor returns, the parameters' versions (to tell fresh weights from trained ones)."""
+    import functools
+
+    @functools.wraps(init)
+    def recording(self, *args, **kwargs):
+        depth = self.__dict__.get("_init_depth", 0)
+        object.__setattr__(self, "_init_depth", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_init_depth", depth)
+        if depth == 0:
+            object.__setattr__(self, "_init_args", (copy.deepcopy(args), copy.deepcopy(kwargs)))
+            object.__setattr__(self, "_fresh_versions", self._versions())
+
+    return recording
+
+
+def _checked_sample(sample):
+    """``sample`` that first checks ``n`` is a positive whole number (not, say, labels)."""
+    import functools
+
+    @functools.wraps(sample)
+    def checked(self, n, *args, **kwargs):
+        if isinstance(n, bool) or not isinstance(n, int) and not (
+                torch.is_tensor(n) and n.ndim == 0 and not n.is_floating_point()):
+            raise TypeError(f"{type(self).__name__}.sample(n, *, labels=None, generator=None): "
+                            f"n is how many to draw, got {type(n).__name__}")
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1, got {int(n)}")
+        return sample(self, int(n), *args, **kwargs)
+
+    return checked
 
 
 def model_class(name: str) -> tuple[type[nn.Module], type]:

@@ -30,14 +30,16 @@ computed in float64 too, so that small noise levels keep their precision).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coursekit.data.levels import to_levels
 from coursekit.models.layers import check_batch
 from coursekit.models.base import TrainableModel
+from coursekit.utils import eval_mode
 
 __all__ = ["DiffusionConfig", "Denoiser", "Diffusion", "make_betas", "timestep_embedding",
            "discretized_gaussian_log_likelihood", "SCHEDULES", "OBJECTIVES", "METHODS"]
@@ -62,6 +64,9 @@ class DiffusionConfig:
     snap: bool = True              # nll_bound: combine the net's x0 with the levels (see predict)
     x0_error: float = 0.1          # the std of the net's x0 error that ``snap`` assumes
     clip_x0: bool = True           # clamp the predicted x0 to [-1, 1] (sampling and bound)
+    # Min-SNR-gamma weighting (Hang et al. 2023): the loss is the x0 error weighted by
+    # min(SNR_t, gamma), written for the chosen target; None trains on the plain target MSE
+    min_snr_gamma: float | None = None
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
@@ -77,6 +82,8 @@ class DiffusionConfig:
             raise ValueError(f"num_levels must be >= 2 or None, got {self.num_levels}")
         if self.x0_error <= 0:
             raise ValueError(f"x0_error must be positive, got {self.x0_error}")
+        if self.min_snr_gamma is not None and not self.min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be positive or None, got {self.min_snr_gamma}")
 
 
 def make_betas(schedule: str, timesteps: int) -> torch.Tensor:
@@ -321,22 +328,60 @@ class Diffusion(TrainableModel):
         snap = self.config.snap if snap is None else snap
         if snap and self.config.num_levels:
             c = self.level_values.view(-1, *([1] * x_t.ndim))             # (L, 1, ..., 1)
-            logits = (-(x_t - alpha * c) ** 2 / (2 * sigma.clamp(min=1e-6) ** 2)
-                      - (x0 - c) ** 2 / (2 * self.config.x0_error ** 2))    # (L, B, ...)
-            x0 = (logits.softmax(dim=0) * c).sum(dim=0)                     # (B, ...)
+            x0 = (self.snap_logits(x_t, x0, alpha, sigma).softmax(dim=0) * c).sum(dim=0)
         eps = (x_t - alpha * x0) / sigma.clamp(min=1e-6)
         return x0, eps
+
+    def snap_logits(self, x_t, x0_net, alpha, sigma) -> torch.Tensor:
+        """``(L, B, ...)`` log-weights of the grey levels ``c_k`` per pixel: the exact
+        ``log q(x_t | x_0 = c_k)`` plus a Gaussian of width ``x0_error`` around the net's guess
+        (up to a constant per pixel). Their softmax is a categorical ``p(level | x_t)``."""
+        c = self.level_values.view(-1, *([1] * x_t.ndim))                 # (L, 1, ..., 1)
+        return (-(x_t - alpha * c) ** 2 / (2 * sigma.clamp(min=1e-6) ** 2)
+                - (x0_net - c) ** 2 / (2 * self.config.x0_error ** 2))     # (L, B, ...)
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """The signal-to-noise ratio ``alpha^2 / sigma^2`` at steps (or flow times) ``t``, (B,)."""
+        alpha, sigma = self._scales(t, 1)
+        return (alpha ** 2 / sigma.clamp(min=1e-12) ** 2).view(-1)
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """The Min-SNR-gamma weight ``(B,)`` on the MSE of the network's target (ones without it).
+
+        Every target's error is a multiple of the ``x0`` error: ``x0 - x0_hat = c (out - target)``
+        with ``c = sigma / alpha`` (eps), ``sigma`` (v, and the flow velocity), so weighting the
+        ``x0`` error by ``min(SNR, gamma)`` (Hang et al. 2023) weights the target's MSE by
+        ``min(SNR, gamma) c^2``: ``min(SNR, gamma) / SNR`` for eps, ``min(SNR, gamma) /
+        (SNR + 1)`` for v on a variance-preserving schedule.
+
+        Example:
+            >>> m = Diffusion(DiffusionConfig(objective="v", hidden=8, depth=1, min_snr_gamma=5))
+            >>> t = torch.tensor([1, 500, 1000])
+            >>> snr = m.snr(t)
+            >>> bool(torch.allclose(m.loss_weight(t), snr.clamp(max=5) / (snr + 1)))
+            True
+        """
+        gamma = self.config.min_snr_gamma
+        if gamma is None:
+            return torch.ones(t.shape[0], device=t.device)
+        alpha, sigma = self._scales(t, 1)
+        alpha, sigma = alpha.view(-1), sigma.view(-1)
+        snr = self.snr(t)
+        c = sigma / alpha.clamp(min=1e-6) if self.config.objective == "eps" else sigma
+        return snr.clamp(max=gamma) * c ** 2
 
     # -------------------------------------------------------------------------------- losses
     def losses(self, batch: dict, t: torch.Tensor | None = None,
                noise: torch.Tensor | None = None) -> torch.Tensor:
         """The per-example training loss ``(B,)``: the mean squared error of the network's
-        target (``eps``, ``v`` or the flow velocity ``eps - x_0``) at random times."""
+        target (``eps``, ``v`` or the flow velocity ``eps - x_0``) at random times, weighted by
+        ``loss_weight`` when ``min_snr_gamma`` is set."""
         x0 = self.to_model_space(batch["x"])
         b = x0.shape[0]
         y = batch.get("y") if self.config.num_classes else None
         if y is not None:
-            self._check_labels(y, b)
+            if not self.training:  # training data was checked once, by check_data
+                self._check_labels(y, b)
             if self.training and self.config.label_dropout > 0:
                 drop = torch.rand(b, device=x0.device) < self.config.label_dropout
                 y = torch.where(drop, torch.full_like(y, self.config.num_classes), y)
@@ -349,7 +394,8 @@ class Diffusion(TrainableModel):
         target = {"eps": noise, "v": alpha * noise - sigma * x0,
                   "flow": noise - x0}[self.config.objective]
         out = self.net(x_t, self._net_time(t), y)
-        return (out - target).pow(2).flatten(1).mean(dim=1)                # (B,)
+        mse = (out - target).pow(2).flatten(1).mean(dim=1)                 # (B,)
+        return mse * self.loss_weight(t) if self.config.min_snr_gamma else mse
 
     # ------------------------------------------------------------------ the variational bound
     def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
@@ -371,63 +417,99 @@ class Diffusion(TrainableModel):
         return (coef1 ** 2 * (x0 - x0_hat) ** 2 / (2 * var)).flatten(1).sum(dim=1)
 
     def decoder_nll(self, x0: torch.Tensor, levels: torch.Tensor, noise: torch.Tensor | None = None,
-                    y: torch.Tensor | None = None) -> torch.Tensor:
-        """``L_0 = -log p(levels | x_1)``: a Gaussian with mean ``x0_hat(x_1)`` and variance
-        ``beta_1``, integrated over each level's bin (the end bins reach to infinity), ``(B,)``."""
+                    y: torch.Tensor | None = None, endpoint: int = 1) -> torch.Tensor:
+        """``L_0 = -log p(levels | x_s)`` at the chain's last latent ``x_s`` (``s = endpoint``),
+        ``(B,)`` nats. With ``snap`` the decoder is the categorical over the grey levels whose
+        log-weights are ``snap_logits`` (the exact ``q(x_s | c_k)`` times the net's guess);
+        without it, a Gaussian with mean ``x0_hat(x_s)`` and std ``sqrt(1 - alpha_bar_s)``
+        integrated over each level's bin (Ho et al. 2020, eq. 13, for ``s = 1``)."""
         noise = torch.randn_like(x0) if noise is None else noise
-        t = torch.ones(x0.shape[0], dtype=torch.long, device=x0.device)
-        x0_hat, _ = self.predict(self.q_sample(x0, t, noise), t, y)
-        nll = -discretized_gaussian_log_likelihood(levels, x0_hat, self.betas[1].sqrt(),
-                                                   self.config.num_levels)
+        t = torch.full((x0.shape[0],), endpoint, dtype=torch.long, device=x0.device)
+        x_s = self.q_sample(x0, t, noise)
+        if self.config.snap:
+            alpha, sigma = self._scales(t, x0.ndim)
+            x0_net, _ = self.predict(x_s, t, y, snap=False)
+            log_p = self.snap_logits(x_s, x0_net, alpha, sigma).log_softmax(dim=0)  # (L, B, ...)
+            nll = -log_p.gather(0, levels.unsqueeze(0)).squeeze(0)
+        else:
+            x0_hat, _ = self.predict(x_s, t, y)
+            nll = -discretized_gaussian_log_likelihood(
+                levels, x0_hat, self.one_minus_alpha_bar[endpoint].sqrt(), self.config.num_levels)
         return nll.flatten(1).sum(dim=1).float()
 
     def _levels(self, batch: dict) -> torch.Tensor:
         if not self.config.num_levels:
             raise ValueError("nll_bound needs discrete data: set num_levels in the config")
         levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
-        return levels
+        return to_levels(batch["x"], self.config.num_levels) if levels is None else levels
 
-    def nll_bound(self, batch: dict, t_samples: int | None = 1) -> torch.Tensor:
+    def nll_bound(self, batch: dict, t_samples: int | None = 1, endpoint: int = 1) -> torch.Tensor:
         """The variational bound on ``-log P(levels)``, nats per example ``(B,)``:
 
-            L_T + sum_{t=2}^T L_{t-1} + L_0.
+            L_T + sum_{t=s+1}^T L_{t-1} + L_0,   L_0 = -log p(levels | x_s),  s = endpoint.
 
-        ``t_samples`` random steps (uniform, with replacement) estimate the sum without bias;
-        ``None`` evaluates every step (T network passes per image).
+        Ending the chain at ``s > 1`` (the idea of VDM's learned endpoint, Kingma et al. 2021)
+        drops the steps of tiny noise, whose KL weights are huge, and lets the decoder read the
+        levels off ``x_s``; it is the bound of the same forward process observed only at steps
+        ``s..T``, so it stays a bound. ``t_samples`` random steps (uniform on ``s+1..T``, with
+        replacement) estimate the sum without bias; ``None`` evaluates every step.
         """
         if self.is_flow:
             raise ValueError("nll_bound is for the diffusion objectives ('eps', 'v'); a flow "
                              "model's likelihood needs the ODE's divergence")
+        T = self.config.timesteps
+        if not 1 <= endpoint < T:
+            raise ValueError(f"endpoint must lie in 1..{T - 1}, got {endpoint}")
         x0 = self.to_model_space(batch["x"])
         levels = self._levels(batch)
         y = batch.get("y") if self.config.num_classes else None
-        T, b = self.config.timesteps, x0.shape[0]
-        total = self.prior_kl(x0) + self.decoder_nll(x0, levels, y=y)
+        b = x0.shape[0]
+        total = self.prior_kl(x0) + self.decoder_nll(x0, levels, y=y, endpoint=endpoint)
         if t_samples is None:
-            for t in range(2, T + 1):
+            for t in range(endpoint + 1, T + 1):
                 total = total + self.kl_term(x0, torch.full((b,), t, device=x0.device), y=y)
             return total
         kls = torch.zeros_like(total)
         for _ in range(t_samples):
-            t = torch.randint(2, T + 1, (b,), device=x0.device)
+            t = torch.randint(endpoint + 1, T + 1, (b,), device=x0.device)
             kls = kls + self.kl_term(x0, t, y=y)
-        return total + (T - 1) * kls / t_samples
+        return total + (T - endpoint) * kls / t_samples
 
     # ------------------------------------------------------------------------------ sampling
-    def timesteps_for(self, steps: int) -> list[int]:
-        """``steps`` integer steps from T down to 1, evenly spaced (DDIM's subsequence)."""
+    def timesteps_for(self, steps: int, grid: str = "uniform") -> list[int]:
+        """``steps`` integer steps from T down to 1 (DDIM's subsequence): evenly spaced
+        (``grid="uniform"``), or (``"flow"``) the steps whose SNR is closest to that of the flow
+        times ``1, 1 - 1/steps, ..., 1/steps`` that a flow model's Euler sampler visits, with
+        ``SNR = ((1 - t) / t)^2`` (duplicates merged).
+
+        Example:
+            >>> m = Diffusion(DiffusionConfig(hidden=8, depth=1))
+            >>> m.timesteps_for(4), m.timesteps_for(4, grid="flow")
+            ([1000, 667, 334, 1], [1000, 794, 496, 199])
+        """
         T = self.config.timesteps
         if not 1 <= steps <= T:
             raise ValueError(f"steps must lie in 1..{T} (the model's timesteps), got {steps}")
-        return sorted({int(round(v)) for v in torch.linspace(1, T, steps).tolist()}, reverse=True)
+        if grid == "uniform":
+            return sorted({int(round(v)) for v in torch.linspace(1, T, steps).tolist()},
+                          reverse=True)
+        if grid != "flow":
+            raise ValueError(f"unknown grid {grid!r}; valid: ['uniform', 'flow']")
+        log_snr = (self.alpha_bar[1:].double().log()
+                   - self.one_minus_alpha_bar[1:].double().log())          # (T,), falls with t
+        chosen = {T}
+        for i in range(1, steps):
+            t = 1 - i / steps
+            target = 2 * math.log((1 - t) / t)
+            chosen.add(int((log_snr - target).abs().argmin()) + 1)
+        return sorted(chosen, reverse=True)
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 50, method: str | None = None, eta: float | None = None,
+    def sample(self, n: int, *, steps: int = 50, method: str | None = None, eta: float | None = None,
                guidance: float = 0.0, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, snap: bool = False,
-               x_T: torch.Tensor | None = None, unconditional: bool = False) -> torch.Tensor:
+               x_T: torch.Tensor | None = None, unconditional: bool = False,
+               grid: str = "uniform") -> torch.Tensor:
         """``n`` images in [0, 1], ``(n, *data_shape)``.
 
         Args:
@@ -443,6 +525,9 @@ class Diffusion(TrainableModel):
             snap: combine the net's x0 with the grey levels, as ``nll_bound`` does (off by
                 default: it sharpens the bound but not the samples).
             x_T: the starting noise ``(n, *data_shape)`` (default: drawn with ``generator``).
+            grid: the diffusion samplers' steps, ``"uniform"`` or ``"flow"`` (see
+                ``timesteps_for``); with ``"flow"`` DDIM visits the noise levels that the flow
+                sampler with as many steps visits.
         """
         method = method or ("flow" if self.is_flow else "ddim")
         if method not in METHODS:
@@ -458,8 +543,12 @@ class Diffusion(TrainableModel):
         elif self.config.num_classes and labels is None:
             labels = torch.arange(n, device=device) % self.config.num_classes
         self._check_labels(labels, n)
-        was_training = self.training
-        self.eval()
+        with eval_mode(self):
+            x = self._sample_loop(n, steps, method, eta, guidance, labels, generator, snap, x_T)
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def _sample_loop(self, n, steps, method, eta, guidance, labels, generator, snap, x_T):
+        device = self._device()
         if x_T is None:
             x = torch.randn(n, *self.config.data_shape, generator=generator, device=device)
         else:
@@ -477,14 +566,13 @@ class Diffusion(TrainableModel):
                 x = (1 - t_next) * x0 + t_next * eps   # = x + (t_next - t) u: one Euler step
         else:
             eta = (1.0 if method == "ddpm" else 0.0) if eta is None else eta
-            ts = self.timesteps_for(steps)
+            ts = self.timesteps_for(steps, grid)
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else 0
                 x0, eps = self.predict(x, torch.full((n,), t, device=device), labels, guidance,
                                        snap)
                 x = self._ddim_step(x0, eps, t, t_prev, eta, generator)
-        self.train(was_training)
-        return ((x + 1) / 2).clamp(0, 1)
+        return x
 
     def _ddim_step(self, x0, eps, t: int, t_prev: int, eta: float, generator=None):
         """Song et al. (2021), eq. 12: ``x_{t'} = sqrt(ab') x0 + sqrt(1 - ab' - s^2) eps + s z``,
@@ -498,18 +586,13 @@ class Diffusion(TrainableModel):
         return x
 
     # --------------------------------------------------------------------- the engine's protocol
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("diffusion",)
+    def check_data(self, data: dict) -> None:
+        """The labels, once before training, instead of at every step (which syncs a GPU)."""
+        check_batch(data["x"], self.config.data_shape, "the diffusion model")
+        if self.config.num_classes:
+            self._check_labels(data.get("y"), len(data["x"]))
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"diffusion": list(self.parameters())}
-
-    def ema_module(self) -> nn.Module:
-        return self
-
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        if phase != "diffusion":
-            raise ValueError(f"unknown phase {phase!r}; a diffusion model has one, 'diffusion'")
+    def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         loss = self.losses(batch).mean()
         return loss, {"loss": loss.detach()}
 
@@ -520,6 +603,3 @@ class Diffusion(TrainableModel):
         if not self.is_flow and self.config.num_levels:
             out["nll_bound"] = self.nll_bound(batch, t_samples=1)
         return out
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

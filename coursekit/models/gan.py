@@ -10,7 +10,7 @@ embedding joins ``z``) and the projection discriminator of Miyato and Koyama (20
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -137,13 +137,17 @@ class GAN(TrainableModel):
         return labels.to(device)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor | None = None,
-               generator: nn.Module | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples ``G(z)``; a conditional GAN cycles through the classes unless given
-        ``labels``. ``generator`` replaces ``self.generator`` (for example its EMA copy)."""
-        g = generator if generator is not None else self.generator
+        ``labels``; ``generator`` seeds ``z``. To sample from the moving average of the
+        generator's weights, call ``gan.averaged(result.ema).sample(n)``."""
+        if isinstance(generator, nn.Module):
+            raise TypeError("generator is a torch.Generator that seeds z; to sample from an "
+                            "EMA copy of the generator call gan.averaged(ema).sample(n)")
+        g = self.generator
         device = next(g.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, device=device)
+        z = torch.randn(n, self.config.latent_dim, device=device, generator=generator)
         with eval_mode(g):
             return g(z, self._labels(n, labels, device))
 
@@ -195,6 +199,3 @@ class GAN(TrainableModel):
         """Per-example discriminator outputs on held-out real data, ``{"d_real": (B,)}``."""
         y = batch.get("y") if self.config.num_classes else None
         return {"d_real": self.discriminator(batch["x"], y)}
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

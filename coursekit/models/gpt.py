@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from coursekit.models.base import TrainableModel
+from coursekit.utils import eval_mode, to_numpy
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "make_windows"]
 
@@ -169,17 +170,52 @@ class GPT(TrainableModel):
         return self.head(self.ln_f(x))                                       # (B, T, V)
 
     # ------------------------------------------------------------------ training protocol
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("lm",)
+    def check_data(self, data: dict) -> None:
+        """The windows ``x`` (N, T + 1) must be int64 ids in ``[0, vocab_size)``: checked once,
+        before training, instead of at every step."""
+        x = data["x"]
+        if x.dtype != torch.long or x.ndim != 2:
+            raise ValueError(f"x must be (N, T + 1) int64 windows, got {tuple(x.shape)} "
+                             f"{x.dtype}")
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.config.vocab_size):
+            raise ValueError(f"ids must lie in [0, {self.config.vocab_size}), got min "
+                             f"{int(x.min())}, max {int(x.max())}")
 
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"lm": list(self.parameters())}
-
-    def loss(self, phase: str, batch: dict, step: int):
+    def objective(self, batch: dict, step: int):
         x = batch["x"]                                                       # (B, T + 1)
         logits = self(x[:, :-1])                                             # (B, T, V)
         nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         return nll, {"nll": nll.detach(), "bpc": nll.detach() / math.log(2)}
+
+    @torch.no_grad()
+    def sample(self, n: int, *, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, length: int | None = None,
+               context: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` sequences of ``length`` ids (default ``block_size``) drawn one id at a time,
+        ``(n, length)`` int64, after ``context`` ids (T0,) if given (not returned). A GPT has no
+        classes: ``labels`` must be None."""
+        if labels is not None:
+            raise ValueError("a GPT is not class-conditional: labels must be None")
+        if n < 1 or temperature <= 0:
+            raise ValueError(f"need n >= 1 and temperature > 0, got {n} and {temperature}")
+        length = self.config.block_size if length is None else int(length)
+        device = self._device()
+        ids = torch.zeros(n, 0, dtype=torch.long, device=device)
+        if context is not None:
+            ids = torch.as_tensor(context, dtype=torch.long, device=device).view(1, -1)
+            ids = ids.expand(n, -1)                                          # (n, T0)
+        start = ids.shape[1]
+        with eval_mode(self):
+            for _ in range(length):
+                window = ids[:, -self.config.block_size:]
+                if window.shape[1] == 0:  # no context: the first id from a uniform draw
+                    probs = torch.full((n, self.vocab_size), 1.0 / self.vocab_size,
+                                       device=device)
+                else:
+                    probs = (self(window)[:, -1].float() / temperature).softmax(-1)  # (n, V)
+                nxt = torch.multinomial(probs, 1, generator=generator)      # (n, 1)
+                ids = torch.cat([ids, nxt], dim=1)
+        return ids[:, start:]
 
     @torch.no_grad()
     def evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -198,11 +234,9 @@ class GPT(TrainableModel):
         ids = [int(i) for i in context_ids][-self.config.block_size:]
         if not ids:
             return np.full(self.vocab_size, -math.log(self.vocab_size))
-        was_training = self.training
-        self.eval()
-        x = torch.tensor([ids], dtype=torch.long, device=self._device())
-        out = F.log_softmax(self(x)[0, -1].double(), dim=-1).cpu().numpy()
-        self.train(was_training)
+        with eval_mode(self):
+            x = torch.tensor([ids], dtype=torch.long, device=self._device())
+            out = to_numpy(F.log_softmax(self(x)[0, -1].double(), dim=-1))
         return out
 
     @torch.no_grad()
@@ -217,19 +251,17 @@ class GPT(TrainableModel):
         starts = list(range(0, L - 1 - n, keep)) + [L - 1 - n]
         out = torch.empty(L - 1, dtype=torch.float64)
         done = 0                               # predictions 0 .. done - 1 are written
-        was_training = self.training
-        self.eval()
-        for i in range(0, len(starts), batch_size):
-            chunk = starts[i:i + batch_size]
-            x = torch.stack([a[s:s + n + 1] for s in chunk]).to(self._device())  # (b, n + 1)
-            logp = F.log_softmax(self(x[:, :-1]).double(), dim=-1)           # (b, n, V)
-            lp = logp.gather(2, x[:, 1:, None])[..., 0].cpu()                # (b, n)
-            for row, s in zip(lp, chunk):
-                # row[j] predicts ids[s + 1 + j], i.e. out[s + j]; keep only the new ones, each
-                # of which (after the first window) has at least n - keep ids of context
-                out[done:s + n] = row[done - s:]
-                done = s + n
-        self.train(was_training)
+        with eval_mode(self):
+            for i in range(0, len(starts), batch_size):
+                chunk = starts[i:i + batch_size]
+                x = torch.stack([a[s:s + n + 1] for s in chunk]).to(self._device())  # (b, n + 1)
+                logp = F.log_softmax(self(x[:, :-1]).double(), dim=-1)           # (b, n, V)
+                lp = logp.gather(2, x[:, 1:, None])[..., 0].cpu()                # (b, n)
+                for row, s in zip(lp, chunk):
+                    # row[j] predicts ids[s + 1 + j], i.e. out[s + j]; keep only the new ones, each
+                    # of which (after the first window) has at least n - keep ids of context
+                    out[done:s + n] = row[done - s:]
+                    done = s + n
         return out.numpy()
 
     def bits_per_char(self, ids) -> float:

@@ -22,15 +22,19 @@ with ``coursekit.fewlabels.semi_supervised_data``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.losses import gaussian_kl, log_bernoulli, log_categorical, log_normal
-from coursekit.models.layers import check_batch
+from coursekit.data.augment import random_shift
+from coursekit.data.levels import from_levels
+from coursekit.losses import gaussian_kl, reparameterize
 from coursekit.models.base import TrainableModel
+from coursekit.models.layers import check_batch
+from coursekit.models.likelihoods import likelihood
+from coursekit.utils import eval_mode
 
 __all__ = ["M2Config", "M2", "UNLABELLED"]
 
@@ -57,7 +61,7 @@ class M2Config:
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
-        if self.likelihood not in ("categorical", "bernoulli", "gaussian"):
+        if self.likelihood not in ("categorical", "bernoulli", "gaussian"):  # flat decoder
             raise ValueError(f"unknown likelihood {self.likelihood!r}; valid: ['categorical', "
                              f"'bernoulli', 'gaussian']")
         if (self.augment or self.consistency > 0 or self.classifier == "conv") \
@@ -75,7 +79,7 @@ class M2Config:
 
     @property
     def logits_per_pixel(self) -> int:
-        return self.num_levels if self.likelihood == "categorical" else 1
+        return likelihood(self.likelihood, self.num_levels).outputs_per_pixel
 
 
 def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -85,21 +89,6 @@ def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers += [nn.LeakyReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
-
-
-def random_shift(levels: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Shift each image of ``(B, C, H, W)`` by a random whole number of pixels in
-    ``-max_shift..max_shift`` along each axis, filling with zeros (the background). Integer
-    shifts keep grey levels exact, so the categorical likelihood still applies."""
-    b, _, h, w = levels.shape
-    padded = F.pad(levels, (max_shift,) * 4)                        # (B, C, H + 2s, W + 2s)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), device=levels.device)
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), device=levels.device)
-    rows = (dy[:, None] + torch.arange(h, device=levels.device))     # (B, H)
-    cols = (dx[:, None] + torch.arange(w, device=levels.device))     # (B, W)
-    index = torch.arange(b, device=levels.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()                     # (B, C, H, W)
 
 
 class M2(TrainableModel):
@@ -136,10 +125,19 @@ class M2(TrainableModel):
                 _mlp([2 * ch * (h // 2) * (w // 2), c.hidden, k], c.dropout))
         self.encoder = _mlp([d + k, c.hidden, c.hidden, 2 * c.latent_dim])
         self.decoder = _mlp([c.latent_dim + k, c.hidden, c.hidden, d * c.logits_per_pixel])
-        if c.likelihood == "gaussian":
-            self.logvar_x = nn.Parameter(torch.zeros(d))  # the decoder's noise, per feature
+        # p(x|y,z), an object; a Gaussian over M1 features is not bounded to [0, 1]
+        self.likelihood = likelihood(c.likelihood, c.num_levels, bounded=False)
+        # the Gaussian likelihood's noise, one learned log-variance per feature
+        self.logvar_x = nn.Parameter(torch.zeros(d)) \
+            if self.likelihood.learned_variance else None
 
     # ------------------------------------------------------------------------------ checks
+    def check_data(self, data: dict) -> None:
+        """Shapes, labels and grey levels, once before training (not at every step, which
+        would make a GPU wait three times a step)."""
+        self._check(data)
+        self.likelihood.check(data)
+
     def _check(self, batch: dict) -> None:
         check_batch(batch["x"], self.config.data_shape, "M2")
         y = batch.get("y")
@@ -159,10 +157,7 @@ class M2(TrainableModel):
         return self.classifier(x)
 
     def _levels(self, batch: dict) -> torch.Tensor:
-        levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
-        return levels
+        return self.likelihood.levels(batch["x"], batch.get("levels"))
 
     def labelled_bound(self, batch: dict, y: torch.Tensor,
                        eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -173,17 +168,12 @@ class M2(TrainableModel):
         b = x.shape[0]
         y_onehot = F.one_hot(y, c.num_classes).to(x.dtype)                   # (B, K)
         mu, logvar = self.encoder(torch.cat([x.flatten(1), y_onehot], 1)).chunk(2, dim=1)
-        if eps is None:
-            eps = torch.randn_like(mu)
-        z = mu + torch.exp(0.5 * logvar) * eps                                 # (B, latent)
-        out = self.decoder(torch.cat([z, y_onehot], 1))                        # (B, D * L)
-        if c.likelihood == "categorical":
-            logits = out.view(b, self.num_pixels, c.num_levels).transpose(1, 2)  # (B, L, D)
-            log_px = log_categorical(self._levels(batch).reshape(b, -1), logits)
-        elif c.likelihood == "bernoulli":
-            log_px = log_bernoulli(x.flatten(1), out)
-        else:
-            log_px = log_normal(x.flatten(1), out, self.logvar_x.expand_as(out))
+        z = reparameterize(mu, logvar, eps)                                    # (B, latent)
+        out = self._decoded(self.decoder(torch.cat([z, y_onehot], 1)))        # (B, [K,] D)
+        levels = batch.get("levels")
+        log_px = self.likelihood.log_prob(
+            x.flatten(1), out, levels=None if levels is None else levels.reshape(b, -1),
+            logvar=self.logvar_x)
         log_py = -math.log(c.num_classes)                                     # uniform p(y)
         return -log_px + gaussian_kl(mu, logvar) - log_py
 
@@ -207,50 +197,45 @@ class M2(TrainableModel):
         entropy = -(q * log_q).sum(dim=1)                                      # (B,)
         return (q * self.labelled_bounds_all(batch, eps)).sum(dim=1) - entropy
 
+    def _decoded(self, out: torch.Tensor) -> torch.Tensor:
+        """The flat decoder's ``(B, D * K)`` -> ``(B, K, D)`` (``K > 1`` outputs per pixel)
+        or ``(B, D)``: the layout ``self.likelihood`` reads."""
+        k = self.config.logits_per_pixel
+        if k == 1:
+            return out
+        return out.view(len(out), self.num_pixels, k).transpose(1, 2)
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """The most probable class under ``q(y|x)``, ``(B,)``, in eval mode."""
-        was_training = self.training
-        self.eval()
-        out = torch.cat([self.classify(x[i:i + batch_size]).argmax(1)
-                         for i in range(0, len(x), batch_size)])
-        self.train(was_training)
-        return out
+        with eval_mode(self):
+            return torch.cat([self.classify(x[i:i + batch_size]).argmax(1)
+                              for i in range(0, len(x), batch_size)])
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor) -> torch.Tensor:
-        """Images in ``[0, 1]`` of the given classes, the decoder's mean at ``z ~ N(0, I)``."""
+    def sample(self, n: int, *, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images in ``[0, 1]``, the decoder's mean at ``z ~ N(0, I)``, of the classes
+        ``labels`` (n,) (default: cycling through the classes); ``generator`` seeds ``z``."""
         c = self.config
-        z = torch.randn(len(labels), c.latent_dim, device=labels.device)
-        out = self.decoder(torch.cat([z, F.one_hot(labels, c.num_classes).float()], 1))
-        if c.likelihood == "categorical":
-            probs = out.view(len(labels), self.num_pixels, c.num_levels).softmax(-1)
-            grid = torch.arange(c.num_levels, device=out.device, dtype=probs.dtype)
-            return (probs @ grid / (c.num_levels - 1)).view(len(labels), *c.data_shape)
-        if c.likelihood == "gaussian":
-            return out.view(len(labels), *c.data_shape)
-        return torch.sigmoid(out).view(len(labels), *c.data_shape)
+        device = next(self.parameters()).device
+        labels = (torch.arange(n, device=device) % c.num_classes if labels is None
+                  else labels.to(device))
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        z = torch.randn(n, c.latent_dim, device=device, generator=generator)
+        with eval_mode(self):
+            out = self.decoder(torch.cat([z, F.one_hot(labels, c.num_classes).float()], 1))
+        return self.likelihood.mean(self._decoded(out)).reshape(n, *c.data_shape)
 
     # --------------------------------------------------------------------- the engine's protocol
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("m2",)
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"m2": list(self.parameters())}
-
-    def ema_module(self) -> nn.Module:
-        return self
-
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+    def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         """``mean_l L(x, y) + mean_u U(x) + alpha * mean_l CE(q(y|x), y)`` over the batch's
         labelled (l) and unlabelled (u) images (Kingma et al. 2014, eq. 9, per-example means)."""
-        if phase != "m2":
-            raise ValueError(f"unknown phase {phase!r}; M2 has one phase, 'm2'")
-        self._check(batch)
         c = self.config
         if c.augment and self.training:
             levels = random_shift(self._levels(batch), c.shift)
-            batch = {**batch, "levels": levels, "x": levels.float() / (c.num_levels - 1)}
+            batch = {**batch, "levels": levels, "x": from_levels(levels, c.num_levels)}
         y = batch.get("y")
         if y is None:
             y = torch.full(batch["x"].shape[:1], UNLABELLED, device=batch["x"].device)
@@ -289,6 +274,3 @@ class M2(TrainableModel):
         if batch.get("y") is not None:
             out["error"] = (logits.argmax(1) != batch["y"]).float()
         return out
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

@@ -18,21 +18,21 @@ of the digits makes every number here comparable with J. Tomczak's intro_dgm (na
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.losses import (gaussian_kl, log_bernoulli, log_categorical, log_normal,
-                              reparameterize)
-from coursekit.models.layers import ConvDecoder, ConvEncoder, MaskedLinear, check_batch, made_masks
-from coursekit.utils import eval_mode
+from coursekit.data.levels import to_levels
+from coursekit.losses import gaussian_kl, log_normal, reparameterize
 from coursekit.models.base import TrainableModel
+from coursekit.models.layers import ConvDecoder, ConvEncoder, MaskedLinear, check_batch, made_masks
+from coursekit.models.likelihoods import LIKELIHOODS, likelihood
+from coursekit.utils import eval_mode
 
 __all__ = ["VAEConfig", "VAE"]
 
-LIKELIHOODS = ("bernoulli", "gaussian", "categorical")
 MAX_AUTOREGRESSIVE_PIXELS = 256  # 8x8 digits have 64; sampling costs one decoder pass per pixel
 
 
@@ -43,8 +43,9 @@ class VAEConfig:
     hidden: int = 256              # MLP width (and the conv encoder's feature size)
     arch: str = "mlp"              # "mlp" or "conv" encoder and decoder
     channels: int = 32             # conv base number of feature maps
-    likelihood: str = "categorical"  # "bernoulli", "gaussian" or "categorical" (over grey levels)
-    num_levels: int = 17           # grey levels of the categorical likelihood (digits: 0..16)
+    likelihood: str = "categorical"  # a key of models.likelihoods.LIKELIHOODS: "bernoulli",
+    #                                  "gaussian", "categorical" or "logistic" (over grey levels)
+    num_levels: int = 17           # grey levels of a discrete likelihood (digits: 0..16)
     autoregressive: bool = False   # decoder p(x|z) = prod_i p(x_i | x_<i, z), in raster order
     ar_decoder: str = "causal_conv"  # the autoregressive decoder: "causal_conv" or "made"
     beta: float = 1.0              # weight of the KL term in the training loss (beta-VAE)
@@ -58,9 +59,9 @@ class VAEConfig:
             raise ValueError(f"unknown VAE arch {self.arch!r}; valid: ['mlp', 'conv']")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {self.likelihood!r}; valid: {list(LIKELIHOODS)}")
-        if self.autoregressive and self.likelihood == "gaussian":
-            raise ValueError("the autoregressive decoder needs a 'bernoulli' or 'categorical' "
-                             "likelihood, got 'gaussian'")
+        if self.autoregressive and self.likelihood not in ("bernoulli", "categorical"):
+            raise ValueError(f"the autoregressive decoder needs a 'bernoulli' or 'categorical' "
+                             f"likelihood, got {self.likelihood!r}")
         if self.autoregressive and math.prod(self.data_shape) > MAX_AUTOREGRESSIVE_PIXELS:
             raise ValueError(f"the autoregressive decoder samples one pixel at a time and is meant "
                              f"for small images (at most {MAX_AUTOREGRESSIVE_PIXELS} pixels), got "
@@ -74,7 +75,7 @@ class VAEConfig:
 
     @property
     def logits_per_pixel(self) -> int:
-        return self.num_levels if self.likelihood == "categorical" else 1
+        return likelihood(self.likelihood, self.num_levels).outputs_per_pixel
 
 
 def _mlp(in_features: int, hidden: int, out_features: int, dropout: float) -> nn.Sequential:
@@ -108,7 +109,7 @@ class MADEDecoder(nn.Module):
 
     def forward(self, x_flat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.in_levels > 1:  # x in [0, 1] -> one-hot levels, (B, D * levels)
-            levels = torch.round(x_flat * (self.in_levels - 1)).long()
+            levels = to_levels(x_flat, self.in_levels)
             x_flat = F.one_hot(levels, self.in_levels).to(cond.dtype).flatten(1)
         h = self.dropout(F.leaky_relu(self.layer1(x_flat) + self.cond1(cond)))  # (B, hidden)
         h = self.dropout(F.leaky_relu(self.layer2(h) + self.cond2(cond)))       # (B, hidden)
@@ -171,6 +172,7 @@ class VAE(TrainableModel):
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = c = config or VAEConfig()
+        self.likelihood = likelihood(c.likelihood, c.num_levels)  # p(x|z), an object
         if c.arch == "conv" and len(c.data_shape) != 3:
             raise ValueError(f"the conv VAE needs images (C, H, W), got data_shape {c.data_shape}")
         self.num_pixels = math.prod(c.data_shape)
@@ -194,9 +196,9 @@ class VAE(TrainableModel):
         else:
             self.decoder = ConvDecoder(c.latent_dim + k, c.data_shape, c.channels,
                                        c.data_shape[0] * c.logits_per_pixel)
-        if c.likelihood == "gaussian":
-            # one learned log-variance per pixel: the decoder's noise level
-            self.logvar_x = nn.Parameter(torch.full(c.data_shape, -2.0))
+        # the Gaussian likelihood: one learned log-variance per pixel, the decoder's noise level
+        self.logvar_x = nn.Parameter(torch.full(c.data_shape, -2.0)) \
+            if self.likelihood.learned_variance else None
 
     # ------------------------------------------------------------------------------ the model
     def _one_hot(self, labels: torch.Tensor | None, device) -> torch.Tensor | None:
@@ -221,9 +223,10 @@ class VAE(TrainableModel):
 
     def decode(self, z: torch.Tensor, y_onehot: torch.Tensor | None = None,
                x: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder's logits (Bernoulli, categorical) or mean (Gaussian) given ``z``.
+        """The decoder's output given ``z``: what ``self.likelihood`` turns into probabilities.
 
-        Returns ``(B, *data_shape)``, or ``(B, L, *data_shape)`` for the categorical likelihood.
+        Returns ``(B, *data_shape)``, or ``(B, K, *data_shape)`` for a likelihood of ``K > 1``
+        outputs per pixel (categorical: ``K = L`` logits).
         The autoregressive decoder also needs the image ``x`` it scores (teacher forcing).
         """
         c = self.config
@@ -234,26 +237,25 @@ class VAE(TrainableModel):
             out = self.decoder(x.flatten(1), cond)                          # (B, D, L)
         else:
             out = self.decoder(cond).reshape(z.shape[0], -1, c.logits_per_pixel)  # (B, D, L)
-        if c.likelihood == "categorical":
-            return out.transpose(1, 2).reshape(z.shape[0], c.num_levels, *c.data_shape)
+        if c.logits_per_pixel > 1:
+            return out.transpose(1, 2).reshape(z.shape[0], c.logits_per_pixel, *c.data_shape)
         return out.reshape(z.shape[0], *c.data_shape)
-
-    def _levels(self, batch: dict) -> torch.Tensor:
-        levels = batch.get("levels")
-        if levels is None:
-            levels = torch.round(batch["x"] * (self.config.num_levels - 1)).long()
-        return levels
 
     def log_likelihood(self, batch: dict, decoded: torch.Tensor,
                        check_range: bool = True) -> torch.Tensor:
         """``log p(x|z)`` per example, shape ``(B,)``. ``check_range=False`` skips the check of
-        the grey levels (it waits for the device), for data that ``check_data`` has checked."""
-        c = self.config
-        if c.likelihood == "categorical":
-            return log_categorical(self._levels(batch), decoded, check_range=check_range)
-        if c.likelihood == "bernoulli":
-            return log_bernoulli(batch["x"], decoded)
-        return log_normal(batch["x"], decoded, self.logvar_x)
+        the data (it waits for the device), for data that ``check_data`` has checked."""
+        if check_range:
+            self.likelihood.check(batch)
+        return self.likelihood.log_prob(batch["x"], decoded, levels=batch.get("levels"),
+                                        logvar=self.logvar_x)
+
+    def pixels(self, decoded: torch.Tensor, mean: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in ``[0, 1]`` from the decoder's output: a draw from ``p(x|z)``, or its mean."""
+        if mean:
+            return self.likelihood.mean(decoded)
+        return self.likelihood.sample(decoded, logvar=self.logvar_x, generator=generator)
 
     def negative_elbo(self, batch: dict, beta: float = 1.0,
                       check_range: bool = True) -> dict[str, torch.Tensor]:
@@ -294,50 +296,36 @@ class VAE(TrainableModel):
         return torch.cat(log_w)                                           # (k, B)
 
     @torch.no_grad()
-    def sample(self, n: int, labels: torch.Tensor | None = None, mean: bool = False) -> torch.Tensor:
+    def sample(self, n: int, *, labels: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, mean: bool = False) -> torch.Tensor:
         """``n`` images in ``[0, 1]`` from ``z ~ N(0, I)``: drawn from ``p(x|z)``, or its mean
         (``mean=True``, not available for the autoregressive decoder). A conditional VAE cycles
-        through the classes unless given ``labels``."""
+        through the classes unless given ``labels``; ``generator`` seeds ``z`` and the draw."""
         c = self.config
+        if mean and c.autoregressive:
+            raise ValueError("mean=True needs a non-autoregressive decoder: the autoregressive "
+                             "one has no closed-form mean image")
         device = next(self.parameters()).device
         if c.num_classes and labels is None:
             labels = torch.arange(n, device=device) % c.num_classes
         y = self._one_hot(labels, device)
-        z = torch.randn(n, c.latent_dim, device=device)
+        z = torch.randn(n, c.latent_dim, device=device, generator=generator)
         with eval_mode(self):
             if c.autoregressive:
-                return self._sample_autoregressive(z, y)
-            return self._from_decoded(self.decode(z, y), mean)
+                return self._sample_autoregressive(z, y, generator)
+            return self.pixels(self.decode(z, y), mean, generator)
 
-    def _from_decoded(self, decoded: torch.Tensor, mean: bool) -> torch.Tensor:
-        c = self.config
-        if c.likelihood == "categorical":
-            probs = decoded.softmax(dim=1)                                # (B, L, *shape)
-            if mean:
-                grid = torch.arange(c.num_levels, device=decoded.device, dtype=probs.dtype)
-                return torch.tensordot(grid, probs, dims=([0], [1])) / (c.num_levels - 1)
-            flat = probs.movedim(1, -1).reshape(-1, c.num_levels)
-            levels = torch.multinomial(flat, 1).view(decoded.shape[0], *c.data_shape)
-            return levels.float() / (c.num_levels - 1)
-        if c.likelihood == "bernoulli":
-            p = torch.sigmoid(decoded)
-            return p if mean else torch.bernoulli(p)
-        if mean:
-            return decoded.clamp(0, 1)
-        return (decoded + torch.exp(0.5 * self.logvar_x) * torch.randn_like(decoded)).clamp(0, 1)
-
-    def _sample_autoregressive(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def _sample_autoregressive(self, z: torch.Tensor, y: torch.Tensor | None,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
         x = torch.zeros(z.shape[0], *c.data_shape, device=z.device)
         flat = x.view(z.shape[0], -1)                                     # (B, D), a view of x
         for i in range(self.num_pixels):
-            decoded = self.decode(z, y, x)
-            if c.likelihood == "categorical":
-                logits = decoded.reshape(z.shape[0], c.num_levels, -1)[:, :, i]   # (B, L)
-                level = torch.multinomial(logits.softmax(dim=1), 1).squeeze(1)
-                flat[:, i] = level.float() / (c.num_levels - 1)
-            else:
-                flat[:, i] = torch.bernoulli(torch.sigmoid(decoded.reshape(z.shape[0], -1)[:, i]))
+            decoded = self.decode(z, y, x)                                # (B, [K,] *shape)
+            out_i = decoded.reshape(z.shape[0], c.logits_per_pixel, -1)[:, :, i]  # (B, K)
+            if c.logits_per_pixel == 1:
+                out_i = out_i.squeeze(1)                                  # (B,)
+            flat[:, i] = self.likelihood.sample(out_i, generator=generator)
         return x
 
     @torch.no_grad()
@@ -347,18 +335,9 @@ class VAE(TrainableModel):
             raise ValueError("reconstruct needs a non-autoregressive decoder")
         y = self._one_hot(labels, x.device)
         mu, _ = self.encode(x, y)
-        return self._from_decoded(self.decode(mu, y), mean=True)
+        return self.likelihood.mean(self.decode(mu, y))
 
     # --------------------------------------------------------------------- the engine's protocol
-    def phases(self, step: int) -> tuple[str, ...]:
-        return ("vae",)
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"vae": list(self.parameters())}
-
-    def ema_module(self) -> nn.Module:
-        return self
-
     def kl_weight(self, step: int) -> float:
         """``beta``, ramped linearly over the first ``kl_warmup_steps`` steps (KL annealing)."""
         c = self.config
@@ -366,9 +345,7 @@ class VAE(TrainableModel):
             return c.beta
         return c.beta * min(1.0, (step + 1) / c.kl_warmup_steps)
 
-    def loss(self, phase: str, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
-        if phase != "vae":
-            raise ValueError(f"unknown phase {phase!r}; a VAE has one phase, 'vae'")
+    def objective(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         parts = self.negative_elbo(batch, beta=self.kl_weight(step), check_range=False)
         logs = {name: value.detach().mean() for name, value in parts.items()}
         return parts["loss"].mean(), logs
@@ -380,22 +357,8 @@ class VAE(TrainableModel):
 
     def check_data(self, data: dict) -> None:
         """Check prepared data once, before training (the engine calls this), so that the loss
-        need not check the grey levels every step: for the Bernoulli likelihood ``x`` in [0, 1];
-        for the categorical one integer ``levels`` in ``0 .. num_levels - 1`` (it scores the
-        levels, so ``x`` is only the encoder's input and may carry, say, a mask value of -1, as
-        Chapter 8's inpainting VAE does)."""
-        c = self.config
-        x = data["x"]
-        if c.likelihood == "bernoulli" and x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-            raise ValueError(f"the {c.likelihood} likelihood needs x in [0, 1], got values from "
-                             f"{float(x.min()):.4g} to {float(x.max()):.4g}")
-        if c.likelihood == "categorical":
-            levels = self._levels(data)
-            if levels.is_floating_point():
-                raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
-            if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= c.num_levels):
-                raise ValueError(f"levels must lie in 0..{c.num_levels - 1}, got values from "
-                                 f"{int(levels.min())} to {int(levels.max())}")
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
+        need not check it every step: for the Bernoulli likelihood ``x`` in [0, 1]; for a
+        discrete one integer ``levels`` in ``0 .. num_levels - 1`` (it scores the levels, so
+        ``x`` is only the encoder's input and may carry, say, a mask value of -1, as Chapter 8's
+        inpainting VAE does)."""
+        self.likelihood.check(data)

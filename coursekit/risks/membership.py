@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["loss_threshold_auroc", "best_threshold_accuracy", "copy_fraction"]
+__all__ = ["loss_threshold_auroc", "tpr_at_fpr", "best_threshold_accuracy", "copy_fraction"]
 
 
 def _losses(name: str, values) -> np.ndarray:
@@ -27,18 +27,41 @@ def _losses(name: str, values) -> np.ndarray:
 def loss_threshold_auroc(member_losses, nonmember_losses) -> float:
     """AUROC of the attack "member when the loss is low": the probability that a random member has
     a lower loss than a random non-member, ties counting one half (scikit-learn's
-    ``roc_auc_score`` with the negated loss as the score).
+    ``roc_auc_score`` with the negated loss as the score; ``coursekit.metrics.auroc``).
 
     Example:
         >>> loss_threshold_auroc([0.1, 0.2], [0.3, 0.4]), loss_threshold_auroc([1, 2], [1, 2])
         (1.0, 0.5)
     """
-    from sklearn.metrics import roc_auc_score
+    from coursekit.metrics.classification import auroc
 
     members = _losses("member_losses", member_losses)
     others = _losses("nonmember_losses", nonmember_losses)
     labels = np.r_[np.ones(members.size), np.zeros(others.size)]
-    return float(roc_auc_score(labels, -np.r_[members, others]))
+    return auroc(-np.r_[members, others], labels)
+
+
+def tpr_at_fpr(member_losses, nonmember_losses, fpr: float) -> float:
+    """The attack's true-positive rate when at most a share ``fpr`` of non-members is flagged:
+    the threshold is the largest loss that flags at most ``floor(fpr * n)`` non-members (ties
+    flag together). The low-FPR end of the ROC curve is what matters for privacy: an attack
+    that picks out a few members with confidence does harm that AUROC averages away (Carlini
+    et al. 2022). With ``n`` non-members, ``fpr`` below ``1 / n`` can only give a TPR of what
+    the threshold below every non-member catches.
+
+    Example:
+        >>> members, others = [0.1, 0.2, 0.5, 0.9], [0.3, 0.6, 0.7, 0.8]
+        >>> tpr_at_fpr(members, others, 0.25), tpr_at_fpr(members, others, 0.0)
+        (0.75, 0.5)
+    """
+    members = _losses("member_losses", member_losses)
+    others = np.sort(_losses("nonmember_losses", nonmember_losses))
+    if not 0.0 <= fpr < 1.0:
+        raise ValueError(f"fpr must lie in [0, 1), got {fpr}")
+    allowed = int(np.floor(fpr * others.size + 1e-9))    # non-members we may flag
+    # flag "loss < threshold": the threshold is the (allowed + 1)-th smallest non-member loss
+    threshold = others[allowed]
+    return float((members < threshold).mean())
 
 
 def best_threshold_accuracy(member_losses, nonmember_losses) -> tuple[float, float]:

