@@ -244,7 +244,7 @@ def test_search_sidebar_and_hidden_cells_work_from_the_keyboard(browser, server)
         if "<details" not in page_path.read_text(encoding="utf-8"):
             continue
         page.goto(f"{server}/{page_path.relative_to(HTML).as_posix()}", wait_until="load")
-        summary = page.locator("details:not([open]) > summary").first
+        summary = page.locator("details:not([open]) > summary").first.element_handle()
         summary.focus()
         page.keyboard.press("Enter")
         assert summary.evaluate("s => s.parentElement.open"), page_path.name
