@@ -5,8 +5,10 @@ Data: scikit-learn's 1,797 digits split by index 1000/350/447 (train/val/test), 
 17 grey levels, scored with a categorical likelihood. The model: an MLP encoder and a decoder that
 is autoregressive over the 64 pixels in raster order, three causal 1-D convolutions conditioned on
 z (``VAEConfig(autoregressive=True)``, whose default ``ar_decoder`` is ``"causal_conv"``; pass
-``--decoder made`` for the masked-MLP decoder), trained with Adam on the ELBO for at most 100
-epochs, with early stopping on the validation -ELBO. Reported on the test part: the one-sample
+``--decoder made`` for the masked-MLP decoder), trained with Adam on the ELBO for up to 250
+epochs with the learning rate decayed to zero by a cosine (``TrainConfig(lr_schedule="cosine")``,
+an option of every model), keeping the weights of the best validation -ELBO (early stopping,
+patience 30); the settings are the recipe ``vae-best`` of ``coursekit.recipes``. Reported on the test part: the one-sample
 -ELBO, its rate (the KL term: how many nats z carries) and the importance-weighted bound with k
 samples (Burda et al. 2016), which is the estimate of -log p(x). The simple baseline, measured in
 the same run: independent per-pixel histograms (add-one counts on the training part), no latent.
@@ -38,6 +40,7 @@ from coursekit.data import digits
 from coursekit.metrics import iwae_nll
 from coursekit.losses import log_categorical
 from coursekit.models import VAE, VAEConfig
+from coursekit.recipes import RECIPES
 from coursekit.seed import seed_everything
 from coursekit.train import EarlyStopping, TrainConfig, as_batch_data, fit
 
@@ -75,21 +78,25 @@ class TimeBudget:
 
 
 def main(argv: list[str] | None = None) -> None:
+    best = RECIPES["vae-best"]  # the defaults: the recipe table's entry for this model
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=None,
                         help="stop training after this many seconds (default: no limit)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="at most this many epochs (default 250; 1000 for --baseline)")
+                        help=f"at most this many epochs (default {best.train['epochs']}; 1000 for "
+                             f"--baseline)")
     parser.add_argument("--patience", type=int, default=30, help="early-stopping patience")
     parser.add_argument("--k", type=int, default=1000, help="importance samples for the NLL")
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--hidden", type=int, default=best.config["hidden"])
+    parser.add_argument("--latent-dim", type=int, default=best.config["latent_dim"])
+    parser.add_argument("--dropout", type=float, default=best.config["dropout"])
     parser.add_argument("--decoder", choices=["made", "causal_conv"], default="causal_conv")
-    parser.add_argument("--channels", type=int, default=64, help="causal conv channels")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
-                        help="cosine: decay to 0 over --epochs (TrainConfig.lr_schedule)")
+    parser.add_argument("--channels", type=int, default=best.config["channels"],
+                        help="causal conv channels")
+    parser.add_argument("--lr", type=float, default=best.lr)
+    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                        help="cosine: decay to 0 over --epochs (TrainConfig.lr_schedule; "
+                             "default cosine, constant for --baseline)")
     parser.add_argument("--baseline", action="store_true",
                         help="intro_dgm's MLP VAE instead (no autoregressive decoder)")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,10 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     model = VAE(config)
     stopper = EarlyStopping("val_neg_elbo", patience=args.patience)
     start, cpu_start = time.perf_counter(), time.process_time()
-    epochs = args.epochs or (1000 if args.baseline else 250)
+    epochs = args.epochs or (1000 if args.baseline else best.train["epochs"])
+    schedule = args.lr_schedule or ("constant" if args.baseline else best.train["lr_schedule"])
     result = fit(model, train, TrainConfig(epochs=epochs, lr=args.lr, seed=seed,
                                            optimizer="adamax" if args.baseline else "adam",
-                                           lr_schedule=args.lr_schedule, device="cpu"),
+                                           lr_schedule=schedule, device="cpu"),
                  val_data=val,
                  callbacks=[stopper] + ([TimeBudget(args.budget)] if args.budget else []))
     train_seconds = time.perf_counter() - start

@@ -84,17 +84,8 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> to
     vanishes when the discriminator confidently rejects fakes (``t`` very negative), which is
     exactly the state early in training. ``nonsaturating`` is ``-E_z[log D(G(z))] =
     E[softplus(-t)]``, the fix proposed in the same paper. ``wgan`` and ``hinge`` both use
-    ``-E[f(G(z))]``.
-
-    Args:
-        fake_logits: discriminator outputs on generated data.
-        kind: one of ``GAN_LOSSES``.
-
-    Returns:
-        A scalar tensor.
-
-    Raises:
-        ValueError: unknown ``kind``.
+    ``-E[f(G(z))]``. ``fake_logits`` are the discriminator's outputs on generated data; ``kind``
+    is one of ``GAN_LOSSES`` (any other raises a ``ValueError``); the result is a scalar tensor.
 
     Example:
         >>> t = torch.full((3,), -5.0)  # the discriminator is sure these are fake

@@ -81,6 +81,11 @@ RECIPES: dict[str, Recipe] = {
                    {"objective": "v", "hidden": 256}, {"lr": 2e-3}),
     "flow": Recipe("Diffusion", "flow matching / rectified flow, Euler sampling (Lipman et al. "
                    "2023)", {"objective": "flow", "hidden": 256}, {"lr": 2e-3}),
+    # Chapter 11: exact likelihoods (the settings of benchmarks/exact_likelihood.py)
+    "realnvp": Recipe("Flow", "RealNVP coupling flow, variational dequantisation (Dinh et al. "
+                      "2017; Ho et al. 2019; Chapter 11)", {"dequantization": "variational"}),
+    "autoregressive": Recipe("Autoregressive", "autoregressive model, causal convolutions in "
+                             "raster order (Chapter 11)", {"arch": "causal_conv"}),
     "m2": Recipe("M2", "semi-supervised VAE M2 (Kingma et al. 2014), 10 labels per class "
                  "(Chapter 6)", {"latent_dim": 16, "classifier": "conv", "consistency": 3.0,
                                  "dropout": 0.3, "alpha": 10.0},
@@ -94,6 +99,10 @@ RECIPES: dict[str, Recipe] = {
                   {"block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 128},
                   {"epochs": 3, "batch_size": 32, "lr": 3e-3, "grad_clip": 1.0,
                    "drop_last": True}, data="text", images=False),
+    "vqvae": Recipe("VQVAE", "VQ-VAE (van den Oord et al. 2017), then a class-conditional GPT "
+                    "prior over its codes, saved as prior.pt (Chapter 12)",
+                    {"codebook_size": 64, "code_dim": 16, "hidden": 64},
+                    {"lr": 2e-3, "epochs": 12}, data="mnist", labels=True),
 }
 
 
@@ -139,10 +148,13 @@ def build_model(name: str, dataset, latent_dim: int | None = None, beta: float =
         fields.setdefault("num_levels", dataset.num_levels if categorical else 17)
     if recipe.model == "VAE":
         fields["beta"] = beta
-    if recipe.model in ("Diffusion", "AttributeVAE") and dataset.num_levels:
+    if recipe.model in ("Diffusion", "AttributeVAE", "Flow", "Autoregressive") \
+            and dataset.num_levels:
         fields.setdefault("num_levels", dataset.num_levels)
     if recipe.model == "ContrastiveEncoder":
         fields.pop("num_levels", None)
+    if recipe.model == "VQVAE" and min(fields["data_shape"][1:]) < 16:
+        fields.setdefault("downsample", 1)  # 8x8 digits: a 4x4 grid of codes
     return cls(config_cls(**fields))
 
 

@@ -1,11 +1,14 @@
-"""The ``train`` and ``sample`` commands: train a reference model from the shell, then draw from it
-(Chapter 4).
+"""The ``train`` and ``sample`` commands: train any model of the course by its recipe name
+(``coursekit.recipes``), then draw from it (Chapter 4).
 
     python -m coursekit train vae --data digits --epochs 30 --out runs/vae
     python -m coursekit sample runs/vae --n 64 --out vae.png
 
 ``train`` writes, in the ``--out`` folder, ``checkpoint.pt`` (model, optimisers, step, RNG state),
-``metrics.json`` (the history, the seed and the settings), ``samples.png`` and ``losses.png``;
+``metrics.json`` (the history, the seed and the settings), ``losses.png`` (whatever the history
+holds) and, for a generative model, ``samples.png`` (``samples.txt`` for the GPT); ``sample``
+draws through the one signature ``model.sample(n, generator=...)``, from the moving average
+when the run kept one;
 ``--resume`` continues an interrupted run to the same weights an uninterrupted one would reach.
 Both commands train and sample through ``coursekit.train``, the engine the chapters use. Under
 ``torchrun`` (``torchrun --standalone --nproc_per_node=2 -m coursekit train ...``) ``train``
@@ -148,6 +151,10 @@ def _train(args) -> int:
                 resume=args.resume, overwrite=args.overwrite)
     args.epochs = epochs
     result = fit(run.model, run.train, run.config, val_data=run.val)
+    if recipe.model == "VQVAE":  # stage 2 (Chapter 12): the GPT prior over the codes
+        from coursekit.models.vqvae import train_prior
+
+        run.model.attach_prior(train_prior(run.model, run.train, run.config, out / "prior.pt"))
     if not result.is_main:
         return 0  # under torchrun only rank 0 writes and reports
     history = result.history
@@ -257,6 +264,8 @@ def _sample(args) -> int:
         raise _UsageError(f"no checkpoint at {path}: RUN is a folder written by "
                           f"'python -m coursekit train'")
     model, ema, payload = load_model(path, args.device)
+    if payload["model_class"] == "VQVAE":  # its GPT prior, saved beside it (Chapter 12)
+        model.attach_prior(load_model(path.parent / "prior.pt", args.device)[0])
     seed_everything(args.seed)
     if payload["model_class"] == "GPT":
         from coursekit.recipes import prepare_data

@@ -1,14 +1,13 @@
 """coursekit.apps (Chapter 8): masks and PSNR on hidden pixels only, AUROC against scikit-learn,
 augmentation keeps labels aligned, seeded determinism, and clear errors for bad input."""
 
-import doctest
 
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from coursekit.apps import anomaly, augment, inpaint
+from coursekit.apps import anomaly, inpaint
 from coursekit.apps.anomaly import auroc, knn_score, ocsvm_score, one_class_split, pca_score
 from coursekit.apps.augment import (check_labels, latent_class_samples, sample_labelled,
                                     shift_augment)
@@ -16,13 +15,6 @@ from coursekit.apps.inpaint import (InpaintConfig, apply_mask, biharmonic_inpain
                                     make_mask, masked_psnr, nearest_neighbour_inpaint,
                                     ridge_inpaint, vae_inpaint)
 from coursekit.models import VAE, VAEConfig
-
-
-def test_docstring_examples():
-    for module in (anomaly, augment, inpaint):
-        result = doctest.testmod(module, extraglobs={"torch": torch})
-        assert result.failed == 0, module.__name__
-    assert doctest.testmod(inpaint, extraglobs={"torch": torch}).attempted >= 3
 
 
 # ------------------------------------------------------------------------------------ inpainting
@@ -172,7 +164,7 @@ def test_shift_augment_keeps_labels_aligned():
     assert len(set(centres)) == 8 and (2, 2) not in centres  # eight distinct one-pixel shifts
     for j in range(24):                               # the label travels with its image
         assert ya[j] == y[j % 3]
-        assert torch.allclose(xa[j].sum(), x[j % 3].sum()) or xa[j].sum() < x[j % 3].sum()
+        assert xa[j].sum() <= x[j % 3].sum() + 1e-5  # a shift pushes pixels out, never in
 
 
 @pytest.mark.parametrize("labels,match", [

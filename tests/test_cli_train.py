@@ -102,6 +102,7 @@ def test_help_documents_every_option(capsys):
     assert all(o in _help("sample", capsys) for o in ("--n", "--out", "--mean", "RUN"))
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_as_a_program(tmp_path):
     result = _cli("train", "vae", "--epochs", "1", "--out", str(tmp_path / "vae"), "--quiet",
                   "--device", "cpu")

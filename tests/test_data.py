@@ -129,6 +129,7 @@ OFFLINE_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_loaders_work_with_no_network_at_all(tmp_path):
     """Run every loader in a network namespace with only loopback: no route to anywhere."""
     if shutil.which("unshare") is None or subprocess.run(

@@ -65,6 +65,7 @@ def _torchrun(*args, timeout=120):
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     script, out = tmp_path / "ddp_fit.py", tmp_path / "weights.pt"
     script.write_text(SCRIPT)

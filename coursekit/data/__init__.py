@@ -33,9 +33,9 @@ from coursekit.data.names import DATASETS, DIGITS_LEVELS, HELD_OUT_SPLIT, IMAGE_
 _LAZY = {
     **dict.fromkeys(["ImageDataset", "load", "digits", "mnist", "faces", "photos", "text",
                      "cache_dir", "DIGITS_SPLITS"], "datasets"),
-    **dict.fromkeys(["to_levels", "from_levels"], "levels"),
+    **dict.fromkeys(["to_levels", "from_levels", "batch_levels", "check_levels"], "levels"),
     **dict.fromkeys(["check_labels", "draw_labelled"], "labels"),
-    **dict.fromkeys(["random_shift"], "augment"),
+    **dict.fromkeys(["random_shift", "augment_digits"], "augment"),
 }
 
 __all__ = ["DATASETS", "IMAGE_DATASETS", "HELD_OUT_SPLIT", "DIGITS_LEVELS", *_LAZY]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["to_levels", "from_levels"]
+__all__ = ["to_levels", "from_levels", "batch_levels", "check_levels"]
 
 
 def _check(num_levels: int) -> None:
@@ -43,3 +43,26 @@ def from_levels(levels, num_levels: int, dtype=None):
     if torch.is_tensor(levels):
         return levels.to(dtype or torch.float32) / (num_levels - 1)
     return (np.asarray(levels) / (num_levels - 1)).astype(dtype or np.float32)
+
+
+def batch_levels(batch: dict, num_levels: int):
+    """The grey levels a batch holds: its ``"levels"``, else its ``"x"`` rounded to them."""
+    levels = batch.get("levels")
+    return to_levels(batch["x"], num_levels) if levels is None else levels
+
+
+def check_levels(levels, num_levels: int) -> None:
+    """Raise a ``ValueError`` naming the dtype or the range unless ``levels`` are integers in
+    ``0 .. num_levels - 1`` (a model's ``check_data`` calls this once, before training).
+
+    Example:
+        >>> check_levels(torch.tensor([0, 17]), 17)
+        Traceback (most recent call last):
+        ...
+        ValueError: levels must lie in 0..16, got values from 0 to 17
+    """
+    if levels.is_floating_point():
+        raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
+    if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= num_levels):
+        raise ValueError(f"levels must lie in 0..{num_levels - 1}, got values from "
+                         f"{int(levels.min())} to {int(levels.max())}")

@@ -227,7 +227,8 @@ class Grader:
             specs = [protocol.task_spec(t) for t in exercise.tasks]
             # the reference is trusted code: a tight limit meant for students must not fail it
             limits = Limits(**{**self.limits.__dict__, "timeout": max(self.limits.timeout, 300),
-                               "memory_mb": max(self.limits.memory_mb, Limits.memory_mb)})
+                               "memory_mb": max(self.limits.memory_mb, Limits.memory_mb),
+                               "trusted": True})
             run = self._run(exercise.cells, specs, limits)
             answers = {}
             for (i, k), record in sorted(run.answers.items()):
@@ -238,6 +239,9 @@ class Grader:
                         f"case {k + 1}: {protocol._one_line(record.get('error'))}"
                         + (f" ({problems})" if problems else ""))
                 answers[(i, k)] = protocol.decode(record["output"])
+                # a student's call gets time in proportion to what the reference's took
+                specs[i]["cases"][k]["weight"] = round(run.call_seconds.get((i, k), 0.0) + 0.5,
+                                                       3)
                 task, held = exercise.tasks[i], exercise.tasks[i].cases[k].held_out
                 if task.judge:  # a training task: its reference must pass its own judge
                     outcome = protocol.judge_artefact(task.judge, held, record)

@@ -76,6 +76,7 @@ class Limits:
     workdir_mb: int = 256         # size of the private tmpfs /tmp that holds the working folder
     open_files: int = 256         # RLIMIT_NOFILE
     cells_share: float = 0.6      # fraction of the timeout the notebook's cells may use
+    trusted: bool = False         # the reference solution: each call may use all the time left
 
 
 @dataclass
@@ -84,6 +85,7 @@ class RunResult:
 
     cells: list = field(default_factory=list)       # per cell: {"cell", "status", "message"}
     answers: dict = field(default_factory=dict)     # (task index, case) -> record dict
+    call_seconds: dict = field(default_factory=dict)  # (task index, case) -> seconds it took
     problems: list = field(default_factory=list)    # things that went wrong, in words
     student_seconds: float = 0.0                    # time spent in cells and graded calls
     wall_seconds: float = 0.0                       # the whole run, start to cleanup
@@ -573,7 +575,7 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
                "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
                "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
     job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
-           "rlimits": rlimits}
+           "rlimits": rlimits, "trusted": bool(limits.trusted)}
     calls = [dict(task, index=i) for i, task in enumerate(tasks)]
     python = [sys.executable, "-I", str(WORKER)]
     cgroup, tmp, filter_fd = None, None, None
@@ -683,7 +685,8 @@ def _phase(calls: list, public: bool) -> list:
 def _feed(process, job: dict, calls: list, reader: _Reader) -> None:
     """Send the cells now, the public calls once the cells are done, and the calls with hidden
     inputs only once the public calls have returned (each when the worker asks for them)."""
-    hidden = sum(not c.get("public") for task in calls for c in task["cases"])
+    hidden = sum(float(c.get("weight", 1.0)) for task in calls for c in task["cases"]
+                 if not c.get("public"))
     try:
         process.stdin.write(json.dumps(job).encode() + b"\n")
         process.stdin.flush()
@@ -781,6 +784,7 @@ def _collect(lines: list[bytes], tasks: list[dict], result: RunResult) -> None:
                 continue
             # the last record of a call wins: the call's own comes after anything planted
             result.answers[tuple(where)] = answer
+            result.call_seconds[tuple(where)] = _seconds(record.get("seconds"))
             result.student_seconds += _seconds(record.get("seconds"))
         else:
             refused += 1

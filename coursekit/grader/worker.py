@@ -234,12 +234,17 @@ class _Runner:
             pass
 
     def _calls(self, phase: dict) -> None:
+        """Each call gets the time left in proportion to its weight (how long the reference
+        took, else 1) among the calls to come, this phase's and the next's (``later``)."""
         calls = [(t, k) for t in phase["tasks"] for k, c in enumerate(t["cases"])
                  if c is not None]
-        later = int(phase.get("later", 0))
+        weights = [max(0.01, float(t["cases"][k].get("weight", 1.0))) for t, k in calls]
+        later = float(phase.get("later", 0))
         for position, (task, k) in enumerate(calls):
             now = self._monotonic()
-            share = max(0.2, (self.deadline - now) / (len(calls) - position + later))
+            share = max(0.2, (self.deadline - now) * (1.0 if self.job.get("trusted") else
+                                                      weights[position]
+                                                      / (sum(weights[position:]) + later)))
             marker = os.path.join(self.workdir, f"answer-{task['index']}-{k}.done")
             try:  # a file the notebook planted there earlier is not an answer
                 self._unlink(marker)

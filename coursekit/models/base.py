@@ -68,6 +68,13 @@ class TrainableModel(nn.Module):
     config_class: ClassVar[type | None] = None   # the dataclass the constructor takes
     PHASES: ClassVar[tuple[str, ...]] = ("train",)
 
+    def __init__(self, config=None):
+        """Keep ``config`` (the model's dataclass) as ``self.config``: a subclass calls
+        ``super().__init__(config)`` and reads ``self.config``."""
+        super().__init__()
+        if config is not None:
+            self.config = config
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("config_class") is not None:

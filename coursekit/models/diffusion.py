@@ -505,7 +505,8 @@ class Diffusion(TrainableModel):
         return sorted(chosen, reverse=True)
 
     @torch.no_grad()
-    def sample(self, n: int, *, steps: int = 50, method: str | None = None, eta: float | None = None,
+    def sample(self, n: int, *, steps: int = 50, method: str | None = None,
+               eta: float | None = None,
                guidance: float = 0.0, labels: torch.Tensor | None = None,
                generator: torch.Generator | None = None, snap: bool = False,
                x_T: torch.Tensor | None = None, unconditional: bool = False,
@@ -544,10 +545,11 @@ class Diffusion(TrainableModel):
             labels = torch.arange(n, device=device) % self.config.num_classes
         self._check_labels(labels, n)
         with eval_mode(self):
-            x = self._sample_loop(n, steps, method, eta, guidance, labels, generator, snap, x_T)
+            x = self._sample_loop(n, steps, method, eta, guidance, labels, generator, snap, x_T,
+                                  grid)
         return ((x + 1) / 2).clamp(0, 1)
 
-    def _sample_loop(self, n, steps, method, eta, guidance, labels, generator, snap, x_T):
+    def _sample_loop(self, n, steps, method, eta, guidance, labels, generator, snap, x_T, grid):
         device = self._device()
         if x_T is None:
             x = torch.randn(n, *self.config.data_shape, generator=generator, device=device)

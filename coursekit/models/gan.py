@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from coursekit.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
-from coursekit.models.layers import ConvDecoder, ConvEncoder, check_batch
+from coursekit.models.layers import ConvDecoder, ConvEncoder, check_batch, check_choice
 from coursekit.utils import eval_mode
 from coursekit.models.base import TrainableModel
 
@@ -39,12 +39,9 @@ class GANConfig:
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
-        if self.arch not in ("mlp", "dcgan"):
-            raise ValueError(f"unknown GAN arch {self.arch!r}; valid: ['mlp', 'dcgan']")
-        if self.loss not in GAN_LOSSES:
-            raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {list(GAN_LOSSES)}")
-        if self.output not in ("sigmoid", "identity"):
-            raise ValueError(f"unknown output {self.output!r}; valid: ['sigmoid', 'identity']")
+        check_choice("GAN arch", self.arch, ("mlp", "dcgan"))
+        check_choice("GAN loss", self.loss, GAN_LOSSES)
+        check_choice("output", self.output, ("sigmoid", "identity"))
         if self.n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
 
@@ -123,8 +120,7 @@ class GAN(TrainableModel):
     PHASES = ('discriminator', 'generator')
 
     def __init__(self, config: GANConfig | None = None):
-        super().__init__()
-        self.config = config or GANConfig()
+        super().__init__(config or GANConfig())
         self.generator = Generator(self.config)
         self.discriminator = Discriminator(self.config)
 

@@ -265,5 +265,5 @@ class GPT(TrainableModel):
         return out.numpy()
 
     def bits_per_char(self, ids) -> float:
-        from coursekit.text.lm import bits_per_char
+        from coursekit.metrics.likelihood import bits_per_char
         return bits_per_char(self.token_logprobs(ids))

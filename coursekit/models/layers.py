@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["check_batch", "down_side", "ConvEncoder", "ConvDecoder", "MaskedLinear", "made_masks"]
+__all__ = ["check_batch", "check_choice", "down_side", "ConvEncoder", "ConvDecoder", "MaskedLinear", "made_masks"]
 
 
 def check_batch(x: torch.Tensor, data_shape: tuple[int, ...], who: str) -> None:
@@ -22,6 +22,19 @@ def check_batch(x: torch.Tensor, data_shape: tuple[int, ...], who: str) -> None:
     if x.ndim != len(data_shape) + 1 or tuple(x.shape[1:]) != tuple(data_shape):
         raise ValueError(f"{who} expects a batch of shape (B, {', '.join(map(str, data_shape))}), "
                          f"got {tuple(x.shape)}")
+
+
+def check_choice(what: str, value, choices) -> None:
+    """Raise ``ValueError("unknown WHAT 'value'; valid: [...]")`` unless ``value`` is a choice.
+
+    Example:
+        >>> check_choice("GAN arch", "resnet", ("mlp", "dcgan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown GAN arch 'resnet'; valid: ['mlp', 'dcgan']
+    """
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid: {list(choices)}")
 
 
 def down_side(side: int, times: int = 2) -> int:

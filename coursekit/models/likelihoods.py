@@ -36,7 +36,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from coursekit.data.levels import from_levels, to_levels
+from coursekit.data.levels import check_levels, from_levels, to_levels
 
 __all__ = ["PixelLikelihood", "Categorical", "Bernoulli", "Gaussian", "DiscretisedLogistic",
            "LIKELIHOODS", "likelihood"]
@@ -79,12 +79,7 @@ class PixelLikelihood:
         """Validate prepared data (``x``, optional ``levels``) once, naming what is wrong."""
         x = data["x"]
         if self.discrete:
-            levels = self.levels(x, data.get("levels"))
-            if levels.is_floating_point():
-                raise ValueError(f"levels must be integers, got dtype {levels.dtype}")
-            if levels.numel() and (int(levels.min()) < 0 or int(levels.max()) >= self.num_levels):
-                raise ValueError(f"levels must lie in 0..{self.num_levels - 1}, got values from "
-                                 f"{int(levels.min())} to {int(levels.max())}")
+            check_levels(self.levels(x, data.get("levels")), self.num_levels)
         elif self.name == "bernoulli" and x.numel() and (float(x.min()) < 0
                                                          or float(x.max()) > 1):
             raise ValueError(f"the bernoulli likelihood needs x in [0, 1], got values from "

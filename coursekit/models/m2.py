@@ -15,7 +15,14 @@ classifier's cross-entropy on the labelled images, weighted by ``alpha`` (eq. 9)
 otherwise ``q(y|x)`` learns only from the unlabelled term.
 
 A batch is a dict with ``x`` (B, C, H, W) in [0, 1], ``levels`` (optional, for the categorical
-likelihood) and ``y`` (B,): the class, or ``-1`` where the image is unlabelled. Build such data
+likelihood), ``y`` (B,): the class, or ``-1`` where the image is unlabelled, and optionally
+``prior`` (B, K): a per-image prior on ``y`` that replaces the uniform ``p(y)`` in both bounds (an
+empirical-Bayes prior, e.g. label spreading's class probabilities; with it the unlabelled bound
+holds ``KL(q(y|x) || prior)`` in place of the entropy bonus).
+
+With ``generative=False`` there is no encoder or decoder: the model is the classifier alone,
+trained on ``alpha`` times the labelled cross-entropy plus the consistency term. It is the
+ablation that says what M2's generative part adds. Build such data
 with ``coursekit.fewlabels.semi_supervised_data``.
 """
 
@@ -28,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from coursekit.data.augment import random_shift
+from coursekit.data.augment import augment_digits, random_shift
 from coursekit.data.levels import from_levels
-from coursekit.losses import gaussian_kl, reparameterize
+from coursekit.losses import gaussian_kl, log_normal, reparameterize
 from coursekit.models.base import TrainableModel
 from coursekit.models.layers import check_batch
 from coursekit.models.likelihoods import likelihood
@@ -58,6 +65,8 @@ class M2Config:
     consistency: float = 0.0         # weight of KL(q(y|x) || q(y|x')), x' a random view of x
     classifier: str = "mlp"          # q(y|x): "mlp", or "conv" (two 3x3 conv layers, then MLP)
     channels: int = 32               # feature maps of the conv classifier's first layer
+    generative: bool = True          # False: no encoder or decoder, the classifier alone with
+    #                                  its cross-entropy and consistency (the ablation of M2)
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
@@ -123,6 +132,9 @@ class M2(TrainableModel):
                 nn.Conv2d(ch, 2 * ch, 3, padding=1), nn.LeakyReLU(),            # (B, 64, H, W)
                 nn.MaxPool2d(2), nn.Flatten(),                                  # (B, 64 H W / 4)
                 _mlp([2 * ch * (h // 2) * (w // 2), c.hidden, k], c.dropout))
+        if not c.generative:
+            self.encoder = self.decoder = self.likelihood = self.logvar_x = None
+            return
         self.encoder = _mlp([d + k, c.hidden, c.hidden, 2 * c.latent_dim])
         self.decoder = _mlp([c.latent_dim + k, c.hidden, c.hidden, d * c.logits_per_pixel])
         # p(x|y,z), an object; a Gaussian over M1 features is not bounded to [0, 1]
@@ -136,7 +148,8 @@ class M2(TrainableModel):
         """Shapes, labels and grey levels, once before training (not at every step, which
         would make a GPU wait three times a step)."""
         self._check(data)
-        self.likelihood.check(data)
+        if self.likelihood is not None:
+            self.likelihood.check(data)
 
     def _check(self, batch: dict) -> None:
         check_batch(batch["x"], self.config.data_shape, "M2")
@@ -163,25 +176,65 @@ class M2(TrainableModel):
                        eps: torch.Tensor | None = None) -> torch.Tensor:
         """``L(x, y)``, the negative labelled bound in nats, ``(B,)``, with one sample of
         ``z = mu + sigma * eps`` (``eps`` ``(B, latent_dim)``; drawn when not given)."""
+        self._require_generative("the labelled bound")
         c = self.config
         x = batch["x"]
-        b = x.shape[0]
         y_onehot = F.one_hot(y, c.num_classes).to(x.dtype)                   # (B, K)
         mu, logvar = self.encoder(torch.cat([x.flatten(1), y_onehot], 1)).chunk(2, dim=1)
         z = reparameterize(mu, logvar, eps)                                    # (B, latent)
+        log_px = self._log_px(batch, y_onehot, z)
+        prior = batch.get("prior")
+        if prior is None:
+            log_py = -math.log(c.num_classes)                                 # uniform p(y)
+        else:                                                                 # per-image p(y)
+            log_py = prior.clamp_min(1e-12).log().gather(1, y[:, None])[:, 0]
+        return -log_px + gaussian_kl(mu, logvar) - log_py
+
+    def _log_px(self, batch: dict, y_onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``log p(x | y, z)`` in nats, ``(B,)``."""
+        x = batch["x"]
         out = self._decoded(self.decoder(torch.cat([z, y_onehot], 1)))        # (B, [K,] D)
         levels = batch.get("levels")
-        log_px = self.likelihood.log_prob(
-            x.flatten(1), out, levels=None if levels is None else levels.reshape(b, -1),
+        return self.likelihood.log_prob(
+            x.flatten(1), out, levels=None if levels is None else levels.reshape(len(x), -1),
             logvar=self.logvar_x)
-        log_py = -math.log(c.num_classes)                                     # uniform p(y)
-        return -log_px + gaussian_kl(mu, logvar) - log_py
+
+    @torch.no_grad()
+    def log_marginal(self, batch: dict, samples: int = 64) -> torch.Tensor:
+        """An importance-sampled estimate of ``log p(x)`` in nats, ``(B,)``: the class is summed
+        out exactly and ``z`` is drawn ``samples`` times from ``q(z|x, y)`` for every class,
+        ``log sum_y p(y) mean_s p(x|y,z_s) p(z_s) / q(z_s|x,y)`` (Burda et al. 2016's estimator
+        per class). Its expectation is at most ``log p(x)`` and at least
+        ``log sum_y exp(-L(x, y)) >= -U(x)`` (Jensen twice), and it tightens as ``samples``
+        grows. Uniform ``p(y)``."""
+        self._require_generative("log_marginal")
+        c, x = self.config, batch["x"]
+        b, k = x.shape[0], c.num_classes
+        out = torch.empty(b, k, device=x.device)
+        for y in range(k):
+            y_onehot = F.one_hot(torch.full((b,), y, device=x.device), k).to(x.dtype)
+            mu, logvar = self.encoder(torch.cat([x.flatten(1), y_onehot], 1)).chunk(2, dim=1)
+            std = torch.exp(0.5 * logvar)
+            logw = []
+            for _ in range(samples):
+                eps = torch.randn_like(mu)
+                z = mu + std * eps
+                log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+                log_qz = log_normal(z, mu, logvar)
+                logw.append(self._log_px(batch, y_onehot, z) + log_pz - log_qz)
+            out[:, y] = torch.logsumexp(torch.stack(logw), 0) - math.log(samples)
+        return torch.logsumexp(out - math.log(k), dim=1)
+
+    def _require_generative(self, what: str) -> None:
+        if not self.config.generative:
+            raise ValueError(f"{what} needs the generative model; this M2 was built with "
+                             f"generative=False (a classifier alone)")
 
     def labelled_bounds_all(self, batch: dict, eps: torch.Tensor | None = None) -> torch.Tensor:
         """``L(x, y)`` for every class ``y``, ``(B, K)``, the same ``eps`` for every class."""
         k, b = self.config.num_classes, batch["x"].shape[0]
         rep = {name: t.repeat(k, *([1] * (t.ndim - 1))) for name, t in batch.items()
-               if name in ("x", "levels")}                                     # (K * B, ...)
+               if name in ("x", "levels", "prior")}                            # (K * B, ...)
         y = torch.arange(k, device=batch["x"].device).repeat_interleave(b)     # (K * B,)
         eps_k = None if eps is None else eps.repeat(k, 1)
         return self.labelled_bound(rep, y, eps_k).view(k, b).t()               # (B, K)
@@ -217,6 +270,7 @@ class M2(TrainableModel):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images in ``[0, 1]``, the decoder's mean at ``z ~ N(0, I)``, of the classes
         ``labels`` (n,) (default: cycling through the classes); ``generator`` seeds ``z``."""
+        self._require_generative("sampling")
         c = self.config
         device = next(self.parameters()).device
         labels = (torch.arange(n, device=device) % c.num_classes if labels is None
@@ -245,20 +299,21 @@ class M2(TrainableModel):
         logs = {}
         loss = zero
         if lab.any():
-            part = {n: t[lab] for n, t in batch.items() if n in ("x", "levels")}
-            bound_l = self.labelled_bound(part, y[lab]).mean()
             ce = F.cross_entropy(logits[lab], y[lab])
-            loss = loss + bound_l + c.alpha * ce
-            logs.update(labelled_bound=bound_l.detach(), ce=ce.detach())
-        if unl.any():
-            part = {n: t[unl] for n, t in batch.items() if n in ("x", "levels")}
+            loss = loss + c.alpha * ce
+            logs.update(ce=ce.detach())
+            if c.generative:
+                part = {n: t[lab] for n, t in batch.items() if n in ("x", "levels")}
+                bound_l = self.labelled_bound(part, y[lab]).mean()
+                loss = loss + bound_l
+                logs.update(labelled_bound=bound_l.detach())
+        if unl.any() and c.generative:
+            part = {n: t[unl] for n, t in batch.items() if n in ("x", "levels", "prior")}
             bound_u = self.unlabelled_bound(part, logits=logits[unl]).mean()
             loss = loss + bound_u
             logs.update(unlabelled_bound=bound_u.detach())
         if c.consistency > 0:
             # the prediction on a random view should match the (fixed) prediction on the image
-            from coursekit.fewlabels import augment_digits
-
             target = logits.detach().softmax(1)                               # (B, K)
             log_view = self.classify(augment_digits(batch["x"])).log_softmax(1)
             kl = (target * (target.clamp_min(1e-8).log() - log_view)).sum(1).mean()
@@ -270,7 +325,9 @@ class M2(TrainableModel):
         """Per-example ``error`` of ``q(y|x)`` (needs labels) and the unlabelled bound ``U``."""
         self._check(batch)
         logits = self.classify(batch["x"])
-        out = {"neg_elbo_unlabelled": self.unlabelled_bound(batch, logits=logits)}
+        out = {}
+        if self.config.generative:
+            out["neg_elbo_unlabelled"] = self.unlabelled_bound(batch, logits=logits)
         if batch.get("y") is not None:
             out["error"] = (logits.argmax(1) != batch["y"]).float()
         return out

@@ -27,7 +27,8 @@ from torch.nn import functional as F
 from coursekit.data.levels import to_levels
 from coursekit.losses import gaussian_kl, log_normal, reparameterize
 from coursekit.models.base import TrainableModel
-from coursekit.models.layers import ConvDecoder, ConvEncoder, MaskedLinear, check_batch, made_masks
+from coursekit.models.layers import (ConvDecoder, ConvEncoder, MaskedLinear, check_batch,
+                                     check_choice, made_masks)
 from coursekit.models.likelihoods import LIKELIHOODS, likelihood
 from coursekit.utils import eval_mode
 
@@ -55,10 +56,8 @@ class VAEConfig:
 
     def __post_init__(self):
         self.data_shape = tuple(int(s) for s in self.data_shape)
-        if self.arch not in ("mlp", "conv"):
-            raise ValueError(f"unknown VAE arch {self.arch!r}; valid: ['mlp', 'conv']")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; valid: {list(LIKELIHOODS)}")
+        check_choice("VAE arch", self.arch, ("mlp", "conv"))
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
         if self.autoregressive and self.likelihood not in ("bernoulli", "categorical"):
             raise ValueError(f"the autoregressive decoder needs a 'bernoulli' or 'categorical' "
                              f"likelihood, got {self.likelihood!r}")
@@ -66,9 +65,7 @@ class VAEConfig:
             raise ValueError(f"the autoregressive decoder samples one pixel at a time and is meant "
                              f"for small images (at most {MAX_AUTOREGRESSIVE_PIXELS} pixels), got "
                              f"data_shape {self.data_shape}")
-        if self.ar_decoder not in ("made", "causal_conv"):
-            raise ValueError(f"unknown ar_decoder {self.ar_decoder!r}; valid: ['made', "
-                             f"'causal_conv']")
+        check_choice("ar_decoder", self.ar_decoder, ("made", "causal_conv"))
         if self.beta < 0 or self.kl_warmup_steps < 0:
             raise ValueError(f"beta and kl_warmup_steps must be >= 0, got {self.beta} and "
                              f"{self.kl_warmup_steps}")
@@ -170,8 +167,8 @@ class VAE(TrainableModel):
     PHASES = ("vae",)
 
     def __init__(self, config: VAEConfig | None = None):
-        super().__init__()
-        self.config = c = config or VAEConfig()
+        super().__init__(config or VAEConfig())
+        c = self.config
         self.likelihood = likelihood(c.likelihood, c.num_levels)  # p(x|z), an object
         if c.arch == "conv" and len(c.data_shape) != 3:
             raise ValueError(f"the conv VAE needs images (C, H, W), got data_shape {c.data_shape}")

@@ -34,7 +34,7 @@ from importlib import resources
 import numpy as np
 
 __all__ = ["HelpDeskConfig", "Answer", "HelpDesk", "load_questions", "split_sentences",
-           "grounding_rate", "DECLINE", "GENERIC_REPLY"]
+           "grounding_rate", "risk_coverage", "wilson_interval", "DECLINE", "GENERIC_REPLY"]
 
 DECLINE = ("Sorry, I can only answer questions about the Python language from its documentation, "
            "and I found nothing relevant to this question.")
@@ -50,6 +50,12 @@ class HelpDeskConfig:
     n_sentences: int = 2       # sentences in an extractive answer
     max_sentence_chars: int = 400  # longer "sentences" (tables, grammar) are not quoted
     n_sources: int = 3         # topic keys listed in ``sources`` (the first is the cited topic)
+    retriever: str = "tfidf"   # "tfidf" (cosine similarity), or "bm25" (Okapi BM25, the
+    #                            standard sparse baseline, through the rank-bm25 package)
+
+    def __post_init__(self):
+        if self.retriever not in ("tfidf", "bm25"):
+            raise ValueError(f"unknown retriever {self.retriever!r}; valid: 'tfidf', 'bm25'")
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Answer:
     topic: str | None          # the cited topic key, None when the desk declines
     answer: str                # extractive text from ``topic``, or ``DECLINE``
     sources: list[str]         # topic keys by decreasing score (empty when declining)
-    score: float               # cosine similarity of the best passage, in [0, 1]
+    score: float               # the best topic's retrieval score (TF-IDF: cosine, in [0, 1])
 
     def to_dict(self) -> dict:
         return {"question": self.question, "topic": self.topic, "answer": self.answer,
@@ -112,10 +118,19 @@ def _right(cited: str | None, question: dict) -> bool:
     return cited is not None and (cited == question["topic"] or cited in question.get("also", ()))
 
 
+def _kind(question: dict) -> str:
+    """``"answerable"``, ``"off"`` (off-domain) or ``"near"`` (near-domain, unanswerable)."""
+    if question["topic"] is not None:
+        return "answerable"
+    return question.get("kind", "off")
+
+
 def load_questions(split: str | None = None) -> list[dict]:
     """The shipped questions: dicts with ``question``, ``topic`` (None: out of scope),
-    ``also`` (other topics that answer it as well), ``reference`` and ``split`` ("dev" or
-    "test"); ``split`` filters them."""
+    ``also`` (other topics that answer it as well), ``reference``, ``split`` ("dev" or
+    "test"; ``split`` filters them) and ``kind`` ("answerable"; "off": off-domain, such as
+    medicine; "near": about programming but not answerable from the language reference, such as
+    other languages, third-party libraries, packaging and version history)."""
     if split not in (None, "dev", "test"):
         raise ValueError(f"split must be None, 'dev' or 'test', got {split!r}")
     path = resources.files("coursekit.text") / "data" / "helpdesk_questions.json"
@@ -168,6 +183,11 @@ class HelpDesk:
             [self._titled(k, " ".join(p for p, o in owner.items() if o == k))
              for k in self._topic_keys])
         self._analyze = self._vectorizer.build_analyzer()
+        self._bm25 = None
+        if self.config.retriever == "bm25":
+            from rank_bm25 import BM25Okapi
+
+            self._bm25 = BM25Okapi([self._analyze(p) or ["_"] for p in passages])
         self._sentences = {key: split_sentences(body) for key, body in self.topics.items()}
 
     @classmethod
@@ -193,6 +213,12 @@ class HelpDesk:
         """Topics by decreasing score: the mean of the cosine similarity of the question to the
         topic's best passage and to the whole topic (a passage finds the precise paragraph, the
         topic rewards questions that touch several of its paragraphs)."""
+        if self._bm25 is not None:  # BM25: a topic scores as its best passage
+            sims = self._bm25.get_scores(self._analyze(question))            # (P,)
+            best = dict.fromkeys(self._topic_keys, 0.0)
+            for key, s in zip(self._passage_topic, sims):
+                best[key] = max(best[key], float(s))
+            return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
         q = self._vectorizer.transform([question])                           # (1, vocab)
         sims = (self._passages @ q.T).toarray()[:, 0]                        # (P,)
         best = dict.fromkeys(self._topic_keys, 0.0)
@@ -220,36 +246,48 @@ class HelpDesk:
         return Answer(question, topic, answer,
                       [k for k, _ in ranked[:self.config.n_sources]], score)
 
-    def calibrate(self, questions: list[dict]) -> tuple[float, float]:
-        """Choose ``threshold`` and ``min_coverage`` on ``questions`` (use the *dev* split only):
-        the pair that maximises (topic accuracy + decline rate) / 2, ties to the lower values.
-        Returns the pair and sets it in ``config``."""
+    def calibrate(self, questions: list[dict], min_decline: float = 0.9) -> tuple[float, float]:
+        """Choose ``threshold`` and ``min_coverage`` on ``questions`` (use the *dev* split only).
+
+        The rule of selective prediction: among the pairs that decline at least ``min_decline``
+        of each kind of unanswerable question (off-domain, near-domain), the one with the best
+        topic accuracy on answerable questions (then the best mean decline rate; ties to the
+        lower values). If no pair reaches ``min_decline``, the pair with the best mean of the
+        topic accuracy and the decline rates. Returns the pair and sets it in ``config``."""
+        if not 0.0 <= min_decline <= 1.0:
+            raise ValueError(f"min_decline must lie in [0, 1], got {min_decline}")
         rows = [(*self._topic_scores(q["question"])[0], self.coverage(q["question"]), q)
                 for q in questions]
         n_in = max(sum(q["topic"] is not None for *_, q in rows), 1)
-        n_out = max(sum(q["topic"] is None for *_, q in rows), 1)
-        best, best_value = (self.config.threshold, self.config.min_coverage), -1.0
+        kinds = sorted({_kind(q) for *_, q in rows} - {"answerable"})
+        n_out = {k: sum(_kind(q) == k for *_, q in rows) for k in kinds}
+        best, best_value = (self.config.threshold, self.config.min_coverage), (-1.0, -1.0, -1.0)
         for t in sorted({0.0} | {round(s, 4) for _, s, _, _ in rows}):
             for c in sorted({0.0} | {round(v, 4) for _, _, v, _ in rows}):
                 right = sum(_right(k, q) and s >= t and v >= c for k, s, v, q in rows
-                            if q["topic"] is not None)
-                declined = sum(s < t or v < c for _, s, v, q in rows if q["topic"] is None)
-                value = right / n_in + declined / n_out
-                if value > best_value + 1e-12:
+                            if q["topic"] is not None) / n_in
+                declines = [sum(s < t or v < c for _, s, v, q in rows
+                                if _kind(q) == kind) / n_out[kind] for kind in kinds]
+                mean_decline = float(np.mean(declines)) if declines else 1.0
+                feasible = all(d >= min_decline for d in declines)
+                value = ((1.0, right, mean_decline) if feasible
+                         else (0.0, (right + sum(declines)) / (1 + len(declines)), 0.0))
+                if value > tuple(v + 1e-12 for v in best_value):
                     best, best_value = (float(t), float(c)), value
         self.config.threshold, self.config.min_coverage = best
         return best
 
     def evaluate(self, questions: list[dict]) -> dict[str, float]:
         """Topic accuracy (answerable questions: the cited topic is the right one; a decline is
-        wrong), decline rate (out-of-scope questions), grounding rate (answer sentences found in
+        wrong), decline rate (off-domain questions), near-domain decline rate, grounding rate (answer sentences found in
         the cited topic, over all answers given) and ROUGE-L / BLEU of the answers to answerable
         questions against their references, beside copying the question and ``GENERIC_REPLY``."""
         from coursekit.metrics.text import bleu, rouge
 
         answers = [self.ask(q["question"]) for q in questions]
         inscope = [(q, a) for q, a in zip(questions, answers) if q["topic"] is not None]
-        outscope = [a for q, a in zip(questions, answers) if q["topic"] is None]
+        outscope = [a for q, a in zip(questions, answers) if _kind(q) == "off"]
+        near = [a for q, a in zip(questions, answers) if _kind(q) == "near"]
         given = [a for a in answers if a.topic is not None]
         grounded = [grounding_rate(a.answer, self.topics[a.topic]) for a in given]
         refs = [q["reference"] for q, _ in inscope]
@@ -260,6 +298,8 @@ class HelpDesk:
                if inscope else float("nan"),
                "decline_rate": float(np.mean([a.topic is None for a in outscope]))
                if outscope else float("nan"),
+               "decline_near": float(np.mean([a.topic is None for a in near]))
+               if near else float("nan"),
                "grounding": float(np.mean(grounded)) if grounded else float("nan"),
                "answered": len(given)}
         if refs:
@@ -267,3 +307,42 @@ class HelpDesk:
                 out[f"rougeL[{name}]"] = rouge(hyps, refs)["rougeL"]
                 out[f"bleu[{name}]"] = bleu(hyps, refs)
         return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % with ``z = 1.96``); ``(0, 1)`` when n = 0.
+
+    Example:
+        >>> [round(v, 3) for v in wilson_interval(8, 10)]
+        [0.49, 0.943]
+    """
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} and {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def risk_coverage(desk: HelpDesk, questions: list[dict]) -> list[dict]:
+    """The risk-coverage curve of ``desk`` on ``questions``: for every score threshold (at the
+    desk's ``min_coverage``), the share of questions answered (coverage) and the selective
+    accuracy, the share of answered questions whose cited topic is right (answering an
+    unanswerable question is wrong), with its 95 % Wilson interval. Rows by growing coverage."""
+    rows = []
+    for q in questions:
+        topic, score = desk._topic_scores(q["question"])[0]
+        known = desk.coverage(q["question"]) >= desk.config.min_coverage
+        rows.append((score if known else -np.inf, _right(topic, q)))
+    rows.sort(key=lambda r: -r[0])
+    curve = []
+    for i in range(1, len(rows) + 1):
+        if np.isinf(rows[i - 1][0]) or (i < len(rows) and rows[i][0] == rows[i - 1][0]):
+            continue
+        right = sum(r for _, r in rows[:i])
+        low, high = wilson_interval(right, i)
+        curve.append({"threshold": float(rows[i - 1][0]), "coverage": i / len(rows),
+                      "accuracy": right / i, "low": low, "high": high})
+    return curve
