@@ -16,6 +16,13 @@ document.addEventListener("DOMContentLoaded", () => {
       });
     }
   }
+  nameControls();
+});
+
+/* Run again once everything has loaded: the themes' own scripts may still change the header. */
+window.addEventListener("load", nameControls);
+
+function nameControls() {
   /* A control's accessible name must contain the text it shows (WCAG 2.5.3): the search
      button says "Search the course..." but was named "Search", a hidden cell's toggle says
      "Show code cell source" but was named "Toggle hidden content". Where a control shows text,
@@ -39,4 +46,4 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const item of document.querySelectorAll("[role='list'] > [role='doc-biblioentry']")) {
     item.setAttribute("role", "listitem");
   }
-});
+}
