@@ -3,6 +3,7 @@
 #   make test   set up, then run every test: notebook pairing, book build with warnings as
 #               errors, unit tests, the browser check of the built book, and every notebook (nbval)
 #   make lab    set up, then open the exercises in JupyterLab (LAB_ARGS="--no-browser --port 8890")
+#   make pdf    (optional) the whole book as one PDF, _build/pdf/book.pdf, after make book
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -17,7 +18,7 @@ export COURSEKIT_OFFLINE = 1
 export OMP_NUM_THREADS = 1
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup book book-students test unit sync lab clean
+.PHONY: setup book book-students pdf pdf-students test unit sync lab clean
 
 setup: $(STAMP)
 
@@ -37,6 +38,21 @@ book-students: setup
 	$(VENV)/bin/jupyter-book build . --toc _build/_toc_nosolutions.yml --path-output _build/students \
 		-W -n --keep-going
 	@echo "The students' book is at $(CURDIR)/_build/students/_build/html/index.html"
+
+# The whole book as one PDF (XeLaTeX), from the executed notebooks the HTML book cached; needs
+# the Debian packages texlive-xetex latexmk fonts-noto-cjk fonts-dejavu-core (.ci/run installs
+# them). pdf-students leaves the Solutions part out, like book-students.
+pdf: setup
+	$(VENV)/bin/jupyter-book build . --builder pdflatex
+	mkdir -p _build/pdf && cp _build/latex/book.pdf _build/pdf/book.pdf
+	@echo "The book as one PDF: $(CURDIR)/_build/pdf/book.pdf"
+
+pdf-students: setup
+	$(PY) -m coursekit.grader.toc
+	$(VENV)/bin/jupyter-book build . --builder pdflatex --toc _build/_toc_nosolutions.yml \
+		--path-output _build/students
+	mkdir -p _build/pdf && cp _build/students/_build/latex/book.pdf _build/pdf/book-students.pdf
+	@echo "The students' PDF: $(CURDIR)/_build/pdf/book-students.pdf"
 
 sync: setup
 	$(PY) -m coursekit.notebooks sync

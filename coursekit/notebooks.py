@@ -4,18 +4,29 @@ The ``.md`` file is the source of truth; its ``.ipynb`` twin exists so that read
 chapter in Jupyter and so that nbval can execute it. ``python -m coursekit.notebooks sync`` brings
 every twin up to date (``jupytext --to ipynb --update``); ``python -m coursekit.notebooks check``
 exits 1, naming the files, when any twin differs from what ``sync`` would write.
+
+Every notebook a reader can open outside a clone (the ``.ipynb`` twins that Colab opens from the
+repository, the exercise notebooks, the executed notebooks the book offers for download) starts
+with :func:`install_cell`: a cell that installs ``coursekit`` from the repository when it is
+missing, and does nothing where it is installed. The repository's URL is the one setting
+``repository: url:`` of ``_config.yml``; without one the cell says how to install from a copy.
+The cell lives only in the ``.ipynb`` (tagged ``remove-cell``, so a book page built from a
+notebook hides it); the ``.md`` sources stay as their authors wrote them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["paired_notebooks", "stale_notebooks", "sync", "main"]
+__all__ = ["paired_notebooks", "stale_notebooks", "sync", "main", "repository_url",
+           "install_cell", "with_install_cell"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_FOLDERS = ("book", "solutions", "exercises")
@@ -35,14 +46,90 @@ def paired_notebooks(root: Path = ROOT) -> list[Path]:
     return found
 
 
-def _jupytext_update(md: Path) -> None:
+INSTALL_TAG = "coursekit-install"
+INSTALL_ID = "coursekit-install"
+
+
+def repository_url(root: Path = ROOT) -> str:
+    """The course's public repository URL, ``repository: url:`` in ``_config.yml`` ("" if unset).
+
+    Example:
+        >>> repository_url(Path("/nonexistent"))
+        ''
+    """
+    config = Path(root) / "_config.yml"
+    if not config.exists():
+        return ""
+    import yaml
+
+    settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    url = str((settings.get("repository") or {}).get("url") or "").strip().rstrip("/")
+    if url and not re.fullmatch(r"https://[\w.-]+/[\w.-]+/[\w.-]+", url):
+        raise ValueError(f"_config.yml: repository url {url!r} is not https://HOST/OWNER/REPO")
+    return url
+
+
+def install_cell(url: str) -> dict:
+    """The notebook cell that installs ``coursekit`` when the kernel lacks it.
+
+    Plain Python (no ``%pip``), so the grader's kernel, which runs cells as Python, accepts it;
+    where ``coursekit`` imports, it does nothing.
+
+    Example:
+        >>> cell = install_cell("https://github.com/example/course")
+        >>> "git+https://github.com/example/course" in cell["source"], cell["id"]
+        (True, 'coursekit-install')
+        >>> "raise ModuleNotFoundError" in install_cell("")["source"]
+        True
+    """
+    lines = ["# Colab, or a Jupyter without the course's package: install coursekit first.",
+             "# (Where coursekit is installed, as in a clone with `make lab`, this does nothing.)",
+             "import importlib.util", "", 'if importlib.util.find_spec("coursekit") is None:']
+    if url:
+        lines += ["    import subprocess", "    import sys", "",
+                  '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",',
+                  f'                    "coursekit @ git+{url}"], check=True)']
+    else:
+        lines += ['    raise ModuleNotFoundError(',
+                  '        "this notebook needs the course\'s package coursekit: "',
+                  '        "pip install /path/to/a/copy/of/the/course")']
+    return {"cell_type": "code", "execution_count": None, "id": INSTALL_ID,
+            "metadata": {"tags": [INSTALL_TAG, "remove-cell"]}, "outputs": [],
+            "source": "\n".join(lines)}
+
+
+def with_install_cell(notebook: dict, url: str) -> dict:
+    """``notebook`` (nbformat's JSON as a dict) with :func:`install_cell` as its first cell,
+    replacing an earlier one."""
+    cells = [c for c in notebook["cells"]
+             if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
+    cell = install_cell(url)
+    cell["source"] = cell["source"].splitlines(keepends=True)  # as nbformat writes it
+    if notebook.get("nbformat_minor", 0) < 5 or notebook.get("nbformat", 4) < 4:
+        cell.pop("id")
+    return {**notebook, "cells": [cell, *cells]}
+
+
+def _jupytext_update(md: Path, url: str) -> None:
+    nb = md.with_suffix(".ipynb")
+    if nb.exists():  # without the install cell, so that jupytext pairs the cells as before
+        notebook = json.loads(nb.read_text(encoding="utf-8"))
+        cells = [c for c in notebook["cells"]
+                 if INSTALL_TAG not in c.get("metadata", {}).get("tags", [])]
+        if len(cells) < len(notebook["cells"]):
+            nb.write_text(json.dumps({**notebook, "cells": cells}, indent=1, sort_keys=True,
+                                     ensure_ascii=False) + "\n", encoding="utf-8")
     subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update",
                     str(md)], check=True)
+    notebook = json.loads(nb.read_text(encoding="utf-8"))
+    notebook = with_install_cell(notebook, url)
+    nb.write_text(json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                  encoding="utf-8")
 
 
 def stale_notebooks(root: Path = ROOT) -> list[str]:
     """Problems with the pairs: a missing ``.ipynb``, or one that ``sync`` would change."""
-    problems = []
+    problems, url = [], repository_url(root)
     for md in paired_notebooks(root):
         nb = md.with_suffix(".ipynb")
         if not nb.exists():
@@ -52,7 +139,7 @@ def stale_notebooks(root: Path = ROOT) -> list[str]:
             md_copy, nb_copy = Path(tmp) / md.name, Path(tmp) / nb.name
             shutil.copy(md, md_copy)
             shutil.copy(nb, nb_copy)
-            _jupytext_update(md_copy)
+            _jupytext_update(md_copy, url)
             if nb_copy.read_bytes() != nb.read_bytes():
                 problems.append(f"{nb.relative_to(root)} differs from {md.relative_to(root)}")
     return problems
@@ -60,9 +147,9 @@ def stale_notebooks(root: Path = ROOT) -> list[str]:
 
 def sync(root: Path = ROOT) -> list[Path]:
     """Write every paired ``.ipynb`` from its ``.md``; return the notebooks written."""
-    written = []
+    written, url = [], repository_url(root)
     for md in paired_notebooks(root):
-        _jupytext_update(md)
+        _jupytext_update(md, url)
         written.append(md.with_suffix(".ipynb"))
     return written
 

@@ -81,6 +81,9 @@ def show_images(images, nrow: int | None = None, title: str | None = None, ax=No
     return fig
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str,
                 x: Sequence[float] | None = None, ax=None, logx: bool = False,
                 figsize: tuple[float, float] = (5, 3.5), marker: str | None = None):
@@ -94,6 +97,8 @@ def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
         logx: logarithmic x axis.
         figsize: size of a new figure in inches.
         marker: a matplotlib marker for the points.
+
+    Curves differ in line style as well as colour (solid, dashed, dotted, dash-dot, then again).
     """
     import matplotlib.pyplot as plt
 
@@ -101,12 +106,14 @@ def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
         fig, ax = plt.subplots(figsize=figsize)
     else:
         fig = ax.figure
-    for label, values in curves.items():
+    for index, (label, values) in enumerate(curves.items()):
         values = np.asarray(values, dtype=float)
         xs = np.arange(len(values)) if x is None else np.asarray(x, dtype=float)
         if len(xs) != len(values):
             raise ValueError(f"curve {label!r} has {len(values)} values but x has {len(xs)}")
-        ax.plot(xs, values, label=label, marker=marker)
+        # line styles as well as colours: a reader need not tell colours apart
+        ax.plot(xs, values, label=label, marker=marker,
+                linestyle=LINE_STYLES[index % len(LINE_STYLES)])
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

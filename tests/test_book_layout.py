@@ -17,15 +17,22 @@ def chapters(root):
 
 
 def code_lines(text: str):
-    """(line number, line) of every line inside a ```{code-cell} block."""
-    inside = False
+    """(line number, line) of every line inside a ```{code-cell} block (not the cell's options:
+    ``:key:`` lines or the YAML block between ``---`` lines that opens the cell)."""
+    inside = options = False
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("```{code-cell}"):
-            inside = True
+            inside, first = True, True
+            continue
+        if inside and first and line == "---":
+            options = True
+        elif options:
+            options = line != "---"
         elif inside and line.startswith("```"):
             inside = False
         elif inside and not line.startswith(":"):
             yield number, line
+        first = False
 
 
 def math_blocks(text: str):
@@ -58,5 +65,7 @@ def test_every_chapter_has(root, needle):
 
 def test_the_checks_can_fail():
     assert list(code_lines("```{code-cell} ipython3\n" + "x" * 80 + "\n```\n"))[0][1] == "x" * 80
+    cell = "```{code-cell} ipython3\n---\nmystnb:\n  a: " + "y" * 90 + "\n---\nx = 1\n```\n"
+    assert list(code_lines(cell)) == [(6, "x = 1")]
     block = "$$\n" + "a" * (MATH_LINE + 1) + "\n$$"
     assert any(len(line) > MATH_LINE for _, b in math_blocks(block) for line in b.splitlines())

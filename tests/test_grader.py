@@ -107,10 +107,11 @@ def test_every_chapter_has_an_exercise_with_three_to_six_tasks():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_exercise_holds_no_solution_code(name):
-    text = (ROOT / "exercises" / f"{name}.md").read_text(encoding="utf-8")
+    text = (ROOT / "exercises" / f"{name}.ipynb").read_text(encoding="utf-8")
+    assert not (ROOT / "exercises" / f"{name}.md").exists(), "one file per exercise"
     solution = (ROOT / "solutions" / f"{name}.md").read_text(encoding="utf-8")
     assert "### BEGIN SOLUTION" not in text and "grading" not in text
-    assert "exercise: " + name in text
+    assert 'summary("' + name + '")' in text or f"summary('{name}')" in text  # last cell
     hidden = solution.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
     assert hidden.strip() and hidden not in text
     notebook = json.loads((ROOT / "exercises" / f"{name}.ipynb").read_text(encoding="utf-8"))
@@ -126,7 +127,7 @@ def test_exercises_are_up_to_date_with_the_solutions():
 
 def test_check_detects_stale_exercises(tmp_path, monkeypatch):
     monkeypatch.setattr(assign, "EXERCISES", tmp_path)
-    (tmp_path / "02_gan.md").write_text("stale", encoding="utf-8")
+    (tmp_path / "02_gan.ipynb").write_text("stale", encoding="utf-8")
     args = assign.configure.__globals__["argparse"].Namespace(names=["02_gan"], check=True,
                                                                run=False)
     assert assign.run(args) == 1

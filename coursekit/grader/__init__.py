@@ -17,7 +17,7 @@ Importing this package imports nothing heavy; ``check`` loads what it needs when
 
 from __future__ import annotations
 
-__all__ = ["check"]
+__all__ = ["check", "summary"]
 
 
 def check(task_id: str, function):
@@ -28,3 +28,13 @@ def check(task_id: str, function):
     from coursekit.grader.tasks import check as _check
 
     return _check(task_id, function)
+
+
+def summary(exercise: str):
+    """Print every task's public checks so far in exercise ``exercise`` (the notebook's last cell).
+
+    See :func:`coursekit.grader.tasks.summary`, which this calls.
+    """
+    from coursekit.grader.tasks import summary as _summary
+
+    return _summary(exercise)

@@ -2,14 +2,16 @@
 
 For each ``solutions/NN_topic.md`` it writes
 
-* ``exercises/NN_topic.md``, the page of the book, and ``exercises/NN_topic.ipynb``, the notebook
-  students download: the solution notebook with every block between ``### BEGIN SOLUTION`` and
-  ``### END SOLUTION`` replaced by a stub that raises ``NotImplementedError`` (the signature and
-  docstring above the block stay), the grading cell and cells tagged ``solution-only`` left out,
-  and ``coursekit: {exercise: NN_topic}`` in the notebook's metadata (how the grader recognises a
-  submission). The ``.md`` keeps MyST's roles for the book; in the ``.ipynb`` they are rendered
-  as plain Markdown (``{cite:p}`key``` becomes "(Author et al., 2022)", ``{download}`` a link),
-  so the notebook reads clean in JupyterLab (the two are therefore not a jupytext pair);
+* ``exercises/NN_topic.ipynb``, the one file a student opens, downloads and hands in, and the
+  page the book renders: the solution notebook with every block between ``### BEGIN SOLUTION``
+  and ``### END SOLUTION`` replaced by a stub that raises ``NotImplementedError`` (the signature
+  and docstring above the block stay), the grading cell and cells tagged ``solution-only`` left
+  out, ``coursekit: {exercise: NN_topic}`` in the notebook's metadata (how the grader recognises a
+  submission), the cell that installs ``coursekit`` where it is missing first
+  (:func:`coursekit.notebooks.install_cell`) and a cell summing up every task's public checks
+  last. MyST's roles are rendered as plain Markdown (``{cite:p}`key``` becomes "(Author et al.,
+  2022)"), so the notebook reads clean in JupyterLab. There is no ``.md`` beside it: a second file
+  that Jupytext opens as a notebook is one a student could work in by mistake;
 * ``coursekit/grader/public/NN_topic.json``: the public cases of each task with the reference
   solution's answers, which ``check()`` compares against inside the notebook. The answers come
   from running the solution notebook in the grader's sandbox.
@@ -29,8 +31,8 @@ from pathlib import Path
 from coursekit.grader.tasks import PUBLIC, ROOT, SOLUTIONS, exercise_names
 from coursekit.grader.written import PLACEHOLDER, answer_task
 
-__all__ = ["configure", "run", "stub_source", "exercise_markdown", "public_checks",
-           "plain_markdown"]
+__all__ = ["configure", "run", "stub_source", "exercise_markdown", "exercise_notebook",
+           "public_checks", "plain_markdown"]
 
 EXERCISES = ROOT / "exercises"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -71,7 +73,7 @@ def stub_source(source: str) -> str:
 
 
 def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
-    """The MyST text of ``exercises/<name>.md``, made from ``solutions/<name>.md``."""
+    """The exercise as MyST text, made from ``solutions/<name>.md`` (roles not yet rendered)."""
     import jupytext
 
     notebook = jupytext.read(Path(solutions) / f"{name}.md")
@@ -90,12 +92,16 @@ def exercise_markdown(name: str, solutions: Path = SOLUTIONS) -> str:
         elif answer_task(cell.metadata) is not None:
             cell.source = PLACEHOLDER  # the model answer stays in the solution
         cells.append(cell)
-    from nbformat.v4 import new_markdown_cell
+    from nbformat.v4 import new_code_cell, new_markdown_cell
 
     cells.insert(1, new_markdown_cell(
-        f"{{download}}`Download this exercise as a notebook <{name}.ipynb>`, fill in each "
-        "function where it says `# YOUR CODE HERE`, and run the `check(...)` cell after it "
-        "for feedback. Hand in the notebook: `python -m coursekit grade` grades it."))
+        "Fill in each function where it says `# YOUR CODE HERE`, and run the `check(...)` cell "
+        "after it for feedback; the last cell sums up every task. Hand in this notebook: "
+        "`python -m coursekit grade` grades it. (On the book's page, the download button at the "
+        "top, `.ipynb`, gives you the notebook.)"))
+    cells.append(new_markdown_cell("## Where you stand\n\nEvery task's public checks, as the "
+                                   "`check(...)` cells above last ran them."))
+    cells.append(new_code_cell(f"from coursekit.grader import summary\n\nsummary({name!r})"))
     notebook.cells = cells
     notebook.metadata["coursekit"] = {"exercise": name}
     notebook.metadata.setdefault("jupytext", {}).pop("formats", None)  # written by assign
@@ -174,19 +180,24 @@ def plain_markdown(text: str, bibliography: dict) -> str:
     return _ROLE.sub(render, text)
 
 
-def _ipynb_from_md(md: Path) -> bytes:
-    """The students' notebook made from the exercise's ``.md``: MyST roles rendered, cell ids
-    made from the file name and position (so it depends on the ``.md`` alone)."""
+def exercise_notebook(name: str, solutions: Path = SOLUTIONS) -> bytes:
+    """The bytes of ``exercises/<name>.ipynb``: :func:`exercise_markdown` with MyST's roles
+    rendered, cell ids made from the name and position (so it depends on the solution alone),
+    and the install cell first."""
     import jupytext
 
-    notebook = jupytext.read(md)
+    from coursekit.notebooks import repository_url, with_install_cell
+
+    notebook = jupytext.reads(exercise_markdown(name, solutions), fmt="md:myst")
     bibliography = _bibliography()
     for index, cell in enumerate(notebook.cells):
-        cell.id = f"{md.stem.replace('_', '-')}-{index}"
+        cell.id = f"{name.replace('_', '-')}-{index}"
         if cell.cell_type == "markdown":
             cell.source = plain_markdown(cell.source, bibliography)
     notebook.metadata.get("jupytext", {}).pop("formats", None)
-    return jupytext.writes(notebook, fmt="ipynb").encode("utf-8")
+    data = with_install_cell(json.loads(jupytext.writes(notebook, fmt="ipynb")),
+                             repository_url(ROOT))
+    return (json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def _same_public(a: dict, b: dict) -> bool:
@@ -238,14 +249,14 @@ def run(args: argparse.Namespace) -> int:
     EXERCISES.mkdir(exist_ok=True)
     PUBLIC.mkdir(exist_ok=True)
     for name in names:
-        markdown = exercise_markdown(name)
-        md, nb = EXERCISES / f"{name}.md", EXERCISES / f"{name}.ipynb"
+        notebook = exercise_notebook(name)
+        nb, old_md = EXERCISES / f"{name}.ipynb", EXERCISES / f"{name}.md"
         public = PUBLIC / f"{name}.json"
         if args.check:
-            if not md.exists() or md.read_text(encoding="utf-8") != markdown:
-                stale.append(_rel(md))
-            elif not nb.exists() or nb.read_bytes() != _ipynb_from_md(md):
+            if not nb.exists() or nb.read_bytes() != notebook:
                 stale.append(_rel(nb))
+            if old_md.exists():  # written by an earlier assign: a second file to open
+                stale.append(f"{_rel(old_md)} (to be removed)")
             # the public answers come from running the solution: they are up to date when they
             # were made from this very solution file (--check --run also runs it and compares)
             recorded = json.loads(public.read_text(encoding="utf-8")) if public.exists() else {}
@@ -255,10 +266,10 @@ def run(args: argparse.Namespace) -> int:
                 stale.append(_rel(public))
             continue
         checks = public_checks(name, grader.reference(name))
-        md.write_text(markdown, encoding="utf-8")
-        nb.write_bytes(_ipynb_from_md(md))
+        nb.write_bytes(notebook)
+        old_md.unlink(missing_ok=True)
         public.write_text(json.dumps(checks, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"wrote {_rel(md)}, {_rel(nb)}, {_rel(public)}")
+        print(f"wrote {_rel(nb)}, {_rel(public)}")
     if stale:
         print("out of date with the solutions: " + ", ".join(stale), file=sys.stderr)
         print("run: python -m coursekit assign", file=sys.stderr)

@@ -464,7 +464,8 @@ def _check_entry(task, results: list, feedback: str | None = None) -> dict:
         if results and all(r["code"] == "not_attempted" for r in results):
             feedback = f"not attempted: {task.function} still raises NotImplementedError"
         elif passed == len(results):
-            feedback = f"all {len(results)} checks passed"
+            feedback = ("the check passed" if len(results) == 1
+                        else f"all {len(results)} checks passed")
         else:
             failed = [r for r in results if not r["passed"]]
             first = failed[0]

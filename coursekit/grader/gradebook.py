@@ -40,6 +40,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from coursekit.grader.tasks import counted
+
 __all__ = ["write_report", "read_reports", "finish", "summary", "merge", "read_roster",
            "student_of", "feedback_markdown", "csv_cell", "shown", "safe_id", "report_problems",
            "configuration", "sign", "instructor_key", "write_marker", "MARKER"]
@@ -332,8 +334,8 @@ def feedback_markdown(report: dict) -> str:
         lines += ["**For the instructor to look at:**", "", *_fenced("\n".join(report["flags"])),
                   ""]
     for check in report["checks"]:
-        lines += [f"## {shown(check['id'])}: {check['points']} / {check['max_points']} points",
-                  "", *_fenced(check["feedback"]), ""]
+        lines += [f"## {shown(check['id'])}: {check['points']} / "
+                  f"{counted(check['max_points'], 'point')}", "", *_fenced(check["feedback"]), ""]
         for result in check.get("results", []):
             kind = "public" if result["public"] else "hidden"
             verdict = "passed" if result["passed"] else "failed"

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Case", "Task", "Exercise", "case", "compare", "check", "load_exercise",
-           "exercise_names", "SOLUTIONS", "PUBLIC"]
+__all__ = ["Case", "Task", "Exercise", "case", "compare", "check", "summary", "load_exercise",
+           "exercise_names", "counted", "SOLUTIONS", "PUBLIC"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
@@ -239,7 +239,60 @@ def check(task_id: str, function) -> bool | None:
                                           protocol.decode(public["kwargs"]))
             print(f"{header}: check {k + 1} failed: {call}: {outcome.message}")
             failures += 1
+    n = len(task["cases"])
+    _CHECKED[task_id] = (n - failures, n)
     if failures == 0:
-        print(f"{header}: all {len(task['cases'])} public checks passed "
-              f"(the grader also runs hidden ones)")
+        passed = "the public check passed" if n == 1 else f"all {n} public checks passed"
+        print(f"{header}: {passed} (the grader also runs hidden ones)")
     return failures == 0
+
+
+_CHECKED: dict[str, tuple[int, int]] = {}  # task id -> (public checks passed, public checks)
+
+
+def counted(n, singular: str, plural: str | None = None) -> str:
+    """``n`` and the noun, in the singular for exactly one.
+
+    Example:
+        >>> counted(1, "point"), counted(2.5, "point"), counted(0, "check")
+        ('1 point', '2.5 points', '0 checks')
+    """
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+def summary(exercise: str) -> dict:
+    """Print where each task of ``exercise`` stands after the ``check(...)`` cells run so far.
+
+    The last cell of every exercise notebook calls it: one line per task (its points, and how
+    many public checks passed, or that its check cell has not run or found it unfinished), then
+    the total. Nothing is run again; run a task's check cell after changing the function.
+
+    Returns:
+        ``{task_id: (passed, public_checks) or None}``, ``None`` for a task not checked yet.
+    """
+    path = PUBLIC / f"{exercise}.json"
+    if not path.exists():
+        known = sorted(p.stem for p in PUBLIC.glob("*.json"))
+        raise ValueError(f"unknown exercise {exercise!r}; the exercises are {known}")
+    if os.environ.get("COURSEKIT_GRADING") == "1":
+        print(f"{exercise}: (checks run by the grader)")
+        return {}
+    tasks = json.loads(path.read_text(encoding="utf-8"))["tasks"]
+    result, done, points = {}, 0, 0
+    width = max(len(t["id"]) for t in tasks)
+    print(f"{exercise}: the public checks so far (the grader also runs hidden ones)")
+    for task in tasks:
+        state = _CHECKED.get(task["id"])
+        result[task["id"]] = state
+        if state is None:
+            verdict = "not attempted yet, or its check cell has not run"
+        else:
+            verdict = f"{state[0]} of {counted(state[1], 'public check')} passed"
+            if state[0] == state[1]:
+                done += 1
+                points += task["points"]
+        print(f"  {task['id']:<{width}}  {counted(task['points'], 'point'):>9}  {verdict}")
+    total = sum(t["points"] for t in tasks)
+    print(f"every public check passed in {done} of {counted(len(tasks), 'task')} "
+          f"({points} of {counted(total, 'point')})")
+    return result
