@@ -549,17 +549,29 @@ def _one_line(text, limit: int = 300) -> str:
 def describe_call(function: str, args, kwargs, limit: int = 400) -> str:
     """``f(array(shape=(2, 3)), 5, scale=0.5)``: a public case's call, for its feedback.
 
+    An array of more than 12 numbers, or a list of more than 12 items, is summarised by its shape
+    (and an array by its range): the student needs to know what the function received, not
+    every number of it.
+
     Example:
         >>> import numpy as np
         >>> describe_call("f", (np.zeros((2, 3)), 5), {"scale": 0.5})
         'f(array([[0., 0., 0.],\\n       [0., 0., 0.]]), 5, scale=0.5)'
+        >>> describe_call("g", (np.arange(64.0).reshape(8, 8), list(range(20))), {})
+        'g(array(shape=(8, 8), dtype=float64, values 0 to 63), a list of 20 items)'
     """
     import numpy as np
 
     def show(value):
         if isinstance(value, np.ndarray):
+            if value.size > 12:
+                span = (f", values {value.min():.4g} to {value.max():.4g}"
+                        if np.issubdtype(value.dtype, np.number) else "")
+                return f"array(shape={value.shape}, dtype={value.dtype}{span})"
             return np.array2string(value, precision=4, threshold=12, separator=", ",
                                    prefix="array(").join(("array(", ")"))
+        if isinstance(value, (list, tuple)) and len(value) > 12:
+            return f"a {type(value).__name__} of {len(value)} items"
         return repr(value)
 
     parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
