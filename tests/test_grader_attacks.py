@@ -448,4 +448,8 @@ def test_the_class_fixture_follows_the_uses_rule():
                            "--small", "--jobs", "2", "--timeout", "90"],
                           capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "expected scores: 8 of 8 right" in done.stdout, done.stdout[-2000:]
+    import re
+
+    right = re.search(r"expected scores: (\d+) of (\d+) right", done.stdout)
+    assert right and right.group(1) == right.group(2) and int(right.group(2)) >= 8, \
+        done.stdout[-2000:]
