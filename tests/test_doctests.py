@@ -26,6 +26,11 @@ WITHOUT_EXAMPLES = {
     "coursekit.grader.drivers": "runs notebooks in a sandbox (tests/test_grader*.py)",
     "coursekit.grader.sandbox": "starts sandboxed processes (tests/test_grader_sandbox.py)",
     "coursekit.grader.worker": "the sandbox's worker process (tests/test_grader*.py)",
+    "coursekit.grader.__main__": "the command line (tests/test_grader_instructor.py)",
+    "coursekit.grader.commands": "the grade subcommands (tests/test_grader_instructor.py)",
+    "coursekit.grader.instructor": "keeps a class's files in OUT (tests/test_grader_instructor*.py)",
+    "coursekit.grader.refcache": "reads and writes cache files (tests/test_grader_instructor.py)",
+    "coursekit.grader.report": "writes the class report (tests/test_grader_instructor*.py)",
 }
 
 

@@ -87,7 +87,7 @@ def test_exercises_one_to_five_have_a_written_task_with_an_answer_cell():
     for name in [n for n in exercise_names() if n < "06"]:
         exercise = load_exercise(name)
         assert exercise.written, f"{name} has no written task"
-        cells = jupytext.read(ROOT / "exercises" / f"{name}.md").cells
+        cells = jupytext.read(ROOT / "exercises" / f"{name}.ipynb").cells
         for task in exercise.written:
             answers = [c for c in cells if written.answer_task(c.metadata) == task.id]
             assert len(answers) == 1 and answers[0].source == written.PLACEHOLDER, name

@@ -82,6 +82,7 @@ def _titles() -> list[str]:
             heading = next(line[2:].strip() for line in lines if line.startswith("# "))
             if entry["file"].startswith("solutions/"):
                 heading = re.sub(r"^Exercise(\s+\d+)", r"Solution\1", heading)
+            heading = re.sub(r"\{\w+\}`([^`]*)`", r"\1", heading)  # roles: {zh}`...`
             titles.append(re.sub(r"[*_`$]", "", heading))
     return titles
 
