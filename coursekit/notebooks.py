@@ -10,8 +10,8 @@ repository, the exercise notebooks, the executed notebooks the book offers for d
 with :func:`install_cell`: a cell that installs ``coursekit`` from the repository when it is
 missing, and does nothing where it is installed. The repository's URL is the one setting
 ``repository: url:`` of ``_config.yml``; without one the cell says how to install from a copy.
-The cell lives only in the ``.ipynb`` (tagged ``remove-cell``, so a book page built from a
-notebook hides it); the ``.md`` sources stay as their authors wrote them.
+The cell is the first cell of the ``.md`` source too (``sync`` writes it there), so a source
+and its twin hold the same cells; it is tagged ``remove-cell``, so the book's pages hide it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["paired_notebooks", "stale_notebooks", "sync", "main", "repository_url",
-           "install_cell", "with_install_cell"]
+           "install_cell", "with_install_cell", "with_install_cell_md"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_FOLDERS = ("book", "solutions", "exercises")
@@ -83,7 +83,7 @@ def install_cell(url: str) -> dict:
         True
     """
     lines = ["# Colab, or a Jupyter without the course's package: install coursekit first.",
-             "# (Where coursekit is installed, as in a clone with `make lab`, this does nothing.)",
+             "# (Where coursekit is installed, as in a clone, this does nothing.)",
              "import importlib.util", "", 'if importlib.util.find_spec("coursekit") is None:']
     if url:
         lines += ["    import subprocess", "    import sys", "",
@@ -110,8 +110,34 @@ def with_install_cell(notebook: dict, url: str) -> dict:
     return {**notebook, "cells": [cell, *cells]}
 
 
+_MD_INSTALL = re.compile(
+    r"```\{code-cell\} ipython3\n:tags: \[coursekit-install[^\n]*\n.*?\n```\n\n", re.S)
+
+
+def with_install_cell_md(text: str, url: str) -> str:
+    r"""A MyST notebook's text with :func:`install_cell` as its first cell, right after the front
+    matter, replacing an earlier one: the ``.md`` source and its ``.ipynb`` hold the same cells.
+
+    Example:
+        >>> text = "---\njupytext: {}\n---\n\n# Title\n"
+        >>> once = with_install_cell_md(text, "")
+        >>> with_install_cell_md(once, "") == once, once.count("coursekit-install")
+        (True, 1)
+    """
+    text = _MD_INSTALL.sub("", text)
+    end = text.index("\n---\n", 4) + 5 if text.startswith("---\n") else 0
+    cell = install_cell(url)
+    block = (f"```{{code-cell}} ipython3\n:tags: [{', '.join(cell['metadata']['tags'])}]\n\n"
+             f"{cell['source']}\n```\n\n")
+    return text[:end] + "\n" + block + text[end:].lstrip("\n")
+
+
 def _jupytext_update(md: Path, url: str) -> None:
     nb = md.with_suffix(".ipynb")
+    source = md.read_text(encoding="utf-8")
+    with_cell = with_install_cell_md(source, url)
+    if with_cell != source:
+        md.write_text(with_cell, encoding="utf-8")
     if nb.exists():  # without the install cell, so that jupytext pairs the cells as before
         notebook = json.loads(nb.read_text(encoding="utf-8"))
         cells = [c for c in notebook["cells"]
