@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -54,17 +52,12 @@ def factorised_nats(train, test) -> float:
 
 
 def machine() -> str:
-    """The CPU model, its core count and the torch version, for the record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, {platform.system()}")
+    """The machine of :func:`coursekit.results.machine` as one line, for the record."""
+    from coursekit.results import machine as measured
+
+    m = measured()
+    return (f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s), "
+            f"torch {m['torch']}, {m['os']}")
 
 
 class TimeBudget:

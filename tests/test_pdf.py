@@ -64,6 +64,20 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).casefold()
 
 
+def _prose(lines: list[str]) -> list[str]:
+    """The lines outside fenced blocks: a code cell's ``# comment`` is not a heading."""
+    prose, fence = [], None
+    for line in lines:
+        stripped = line.lstrip()
+        if fence is None and stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+        elif fence is not None and stripped.startswith(fence) and not stripped[3:].strip():
+            fence = None
+        elif fence is None:
+            prose.append(line)
+    return prose
+
+
 def _titles() -> list[str]:
     """The first heading of every chapter and back-matter page in the table of contents."""
     import yaml
@@ -79,7 +93,7 @@ def _titles() -> list[str]:
                 notebook = json.loads(path.with_suffix(".ipynb").read_text(encoding="utf-8"))
                 lines = [line for cell in notebook["cells"] if cell["cell_type"] == "markdown"
                          for line in "".join(cell["source"]).splitlines()]
-            heading = next(line[2:].strip() for line in lines if line.startswith("# "))
+            heading = next(line[2:].strip() for line in _prose(lines) if line.startswith("# "))
             if entry["file"].startswith("solutions/"):
                 heading = re.sub(r"^Exercise(\s+\d+)", r"Solution\1", heading)
             heading = re.sub(r"\{\w+\}`([^`]*)`", r"\1", heading)  # roles: {zh}`...`

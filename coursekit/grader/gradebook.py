@@ -268,20 +268,37 @@ def read_reports(folder: Path, problems: list | None = None) -> list[dict]:
     return reports
 
 
+def read_table(path: Path, columns: tuple[str, ...], what: str) -> list[dict]:
+    """The rows of a CSV an instructor or an LMS wrote (a byte-order mark allowed), which must
+    hold ``columns``; ``what`` names the file in the errors ("the roster").
+
+    Raises:
+        ValueError: the file cannot be read, or lacks one of ``columns``.
+
+    Example:
+        >>> read_table(Path("no/such.csv"), ("file",), "the roster")
+        Traceback (most recent call last):
+        ValueError: cannot read the roster no/such.csv: No such file or directory
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as error:
+        raise ValueError(f"cannot read {what} {path}: {error.strerror}") from None
+    if not rows or not set(columns) <= set(rows[0]):
+        raise ValueError(f"{what} {path} needs the columns "
+                         f"{' and '.join(repr(c) for c in columns)}, found "
+                         f"{sorted(rows[0]) if rows else 'no rows'}")
+    return rows
+
+
 def read_roster(path: Path) -> dict:
     """``{file name or relative path: {"student", "name", "email"}}`` from a roster CSV.
 
     Raises:
         ValueError: the file is missing, or lacks the ``file`` and ``student`` columns.
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as error:
-        raise ValueError(f"cannot read the roster {path}: {error.strerror}") from None
-    if not rows or not {"file", "student"} <= set(rows[0]):
-        raise ValueError(f"the roster {path} needs the columns 'file' and 'student', found "
-                         f"{sorted(rows[0]) if rows else 'no rows'}")
+    rows = read_table(path, ("file", "student"), "the roster")
     roster = {}
     for row in rows:
         key = row["file"].strip()

@@ -24,7 +24,6 @@ notebook file's modification time; the report and ``grades.csv`` say which. The 
 
 from __future__ import annotations
 
-import csv
 import datetime
 import math
 from dataclasses import dataclass, field
@@ -137,13 +136,9 @@ def read_times(path: Path) -> dict:
     Raises:
         ValueError: missing file or columns, or a time that is not ISO 8601.
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as error:
-        raise ValueError(f"cannot read the submission times {path}: {error.strerror}") from None
-    if not rows or not {"file", "submitted_at"} <= set(rows[0]):
-        raise ValueError(f"{path} needs the columns 'file' and 'submitted_at'")
+    from coursekit.grader.gradebook import read_table
+
+    rows = read_table(path, ("file", "submitted_at"), "the submission times")
     return {Path(r["file"].strip()).name: _time(r["submitted_at"], f"{path}: {r['file']}")
             for r in rows if r["file"].strip()}
 

@@ -491,16 +491,9 @@ def judge(expected, record, *, rtol: float = 1e-4, atol: float = 1e-5,
     def out(code, message):
         return Outcome(code, message if public else "")
 
-    if not isinstance(record, dict):
-        return out("no_answer", "no answer came back")
-    if "output" not in record:
-        code = record.get("code")
-        code = code if code in REASONS and code != "passed" else "no_answer"
-        return out(code, _one_line(record.get("error")) or REASONS[code])
-    try:
-        got = decode(record["output"])
-    except (ValueError, TypeError) as error:
-        return out("unreadable", f"the answer could not be read ({_one_line(error)})")
+    got, failed = _answer(record, out)
+    if failed is not None:
+        return failed
     try:
         found = _compare(expected, got, rtol, atol, public, "the answer")
     except (ValueError, TypeError, OverflowError) as error:
@@ -521,20 +514,28 @@ def judge_artefact(name: str, held_out: dict, record, *, public: bool = True) ->
     def out(code, message):
         return Outcome(code, message if public else "")
 
-    if not isinstance(record, dict):
-        return out("no_answer", "no answer came back")
-    if "output" not in record:
-        code = record.get("code")
-        code = code if code in REASONS and code != "passed" else "no_answer"
-        return out(code, _one_line(record.get("error")) or REASONS[code])
-    try:
-        artefact = decode(record["output"])
-    except (ValueError, TypeError) as error:
-        return out("unreadable", f"the answer could not be read ({_one_line(error)})")
+    artefact, failed = _answer(record, out)
+    if failed is not None:
+        return failed
     verdict = measure(name, artefact, held_out)
     if verdict.passed:
         return Outcome("passed")
     return out("wrong_shape" if verdict.malformed else "not_reached", verdict.message)
+
+
+def _answer(record, out) -> tuple[object, Outcome | None]:
+    """The decoded answer of a record from the sandbox, or the :class:`Outcome` that says why
+    there is none (no record, the case's own failure code, or an answer that cannot be read)."""
+    if not isinstance(record, dict):
+        return None, out("no_answer", "no answer came back")
+    if "output" not in record:
+        code = record.get("code")
+        code = code if code in REASONS and code != "passed" else "no_answer"
+        return None, out(code, _one_line(record.get("error")) or REASONS[code])
+    try:
+        return decode(record["output"]), None
+    except (ValueError, TypeError) as error:
+        return None, out("unreadable", f"the answer could not be read ({_one_line(error)})")
 
 
 def _one_line(text, limit: int = 300) -> str:
