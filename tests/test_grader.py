@@ -97,7 +97,10 @@ def test_every_chapter_has_an_exercise_with_three_to_six_tasks():
     ids = []
     for name in NAMES:
         exercise = load_exercise(name)
-        assert 3 <= len(exercise.tasks) <= 6, name
+        # three to six tasks; seven when one is a training task judged by the grader (Exercise
+        # 11 has six pieces of exactness, then trains the model they describe)
+        judged = any(t.judge is not None for t in exercise.tasks)
+        assert 3 <= len(exercise.tasks) <= 6 + judged, name
         ids += [t.id for t in exercise.tasks]
         source = "\n".join(exercise.cells)
         for task in exercise.tasks:

@@ -74,6 +74,81 @@ def test_held_out_inputs_never_reach_the_sandbox():
     assert "held_out" not in spec and "limit" not in spec
 
 
+def reference_training(name: str, task_id: str):
+    """The reference solution's training function of ``task_id``, run in this process (the
+    solutions are the course's own code), and the task, whose cases hold the judge's inputs."""
+    import torch
+
+    task = next(t for t in load_exercise(name).tasks if t.id == task_id)
+    namespace = {}
+    for cell in classroom.solved_notebook(name)["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and not source.startswith("check("):
+            exec(source, namespace)
+
+    def train(case):
+        args = [torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a
+                for a in case.args]
+        artefact = namespace[task.function](*args)
+        return protocol.decode(json.loads(json.dumps(protocol.encode(artefact))))
+
+    return train, task
+
+
+def test_ar_nll_measures_the_reference_and_masks_what_peeks():
+    train, task = reference_training("11_exact_likelihood", "el_train_fvsbn")
+    for case in task.cases:  # the reference passes the public and the hidden bar
+        W, c = train(case)
+        assert judges.ar_nll((W, c), **case.held_out).passed, case.held_out["limit"]
+    public = task.cases[0]
+    images, limit = public.held_out["images"], public.held_out["limit"]
+    # entries on and above the diagonal change nothing: the judge masks them itself
+    garbage = np.triu(np.random.default_rng(0).normal(scale=50.0, size=W.shape))
+    masked, noisy = judges.ar_nll((W, c), images, limit), judges.ar_nll((W + garbage, c),
+                                                                        images, limit)
+    assert noisy.passed and noisy.message.startswith(masked.message)
+    assert "2080 nonzero entries of W on or above the diagonal" in noisy.message
+    # pixel i reading itself: 0 nats if it counted, far above the bar once masked
+    peeks = (100.0 * np.eye(64), np.full(64, -50.0))
+    logits = peeks[1] + images @ peeks[0].T  # unmasked: x_i decides p(x_i = 1)
+    assert (np.logaddexp(0, logits) - images * logits).sum(1).mean() < 1e-15
+    assert not judges.ar_nll(peeks, images, limit).passed
+    # independent pixels (the best W = 0 model) and a constant one fail
+    train_images = public.args[0].astype(float)
+    p = (train_images.sum(0) + 0.5) / (len(train_images) + 1.0)
+    assert not judges.ar_nll((np.zeros((64, 64)), np.log(p / (1 - p))), images, limit).passed
+    assert not judges.ar_nll((np.zeros((64, 64)), np.zeros(64)), images, limit).passed
+    for forged in [(W[:, :10], c), (W, c[:10]), (W,), {"W": W, "c": c}, (W * np.nan, c),
+                   {"held-out NLL < 22": True}]:
+        assert judges.judge_artefact("ar_nll", forged, public.held_out).malformed, forged
+
+
+def test_codebook_distortion_measures_the_reference_against_random_and_collapsed_codebooks():
+    train, task = reference_training("12_discrete_latents", "vq_train_codebook")
+    for case in task.cases:
+        assert judges.codebook_distortion(train(case), **case.held_out).passed
+    public = task.cases[0]
+    held_out, patches = public.held_out, public.args[0]
+    K = held_out["num_codes"]
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # K random training patches, where k-means starts
+        random_rows = patches[rng.choice(len(patches), K, replace=False)]
+        assert not judges.codebook_distortion(random_rows, **held_out).passed
+    collapsed = (2 * rng.random((K, 16)) - 1) / K  # Chapter 12's start, uniform in 1/K
+    assert not judges.codebook_distortion(collapsed, **{**held_out, "limit": 1e9}).passed
+    one_code = np.repeat(patches.mean(0, keepdims=True), K, axis=0)
+    assert "codes used = 1 of 32" in judges.codebook_distortion(one_code, **held_out).message
+    # usage alone: a codebook that fits but leaves 9 of its 32 codes unused fails
+    fits = train(public)
+    fits[:9] = 100.0
+    assert not judges.codebook_distortion(fits, **{**held_out, "limit": 1e9}).passed
+    assert judges.codebook_distortion(fits, **{**held_out, "limit": 1e9,
+                                               "min_usage": 23 / 32}).passed
+    # the training patches themselves as a "codebook" of 4000 codes: not the asked shape
+    for forged in [patches, patches[:K, :8], patches[:K].T, np.full((K, 16), np.inf),
+                   "codebook", {"distortion": 0.0}]:
+        assert judges.judge_artefact("codebook_distortion", forged, held_out).malformed
+
 FORGE_CHANNEL = """import json, os
 record = {answer}
 for fd in range(3, 40):

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Verdict", "BadArtefact", "forward", "mixture_nll", "discriminator_distance",
-           "vae_elbo", "generator_w1", "JUDGES", "MAX_PARAMETERS"]
+           "vae_elbo", "generator_w1", "ar_nll", "codebook_distortion", "JUDGES",
+           "MAX_PARAMETERS"]
 
 MAX_PARAMETERS = 4_000_000   # a network or table the grader agrees to evaluate
 MAX_LAYERS = 16
@@ -237,7 +238,77 @@ def generator_w1(artefact, seed: int, limit: float, latent_dim: int = 4,
     return _below("Wasserstein-1 distance to the data", float(distance), float(limit))
 
 
-JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1)}
+def ar_nll(artefact, images, limit: float) -> Verdict:
+    """A fully visible sigmoid belief network ``(W (D, D), c (D,))`` judged by its exact
+    negative log-likelihood on the held-out binary ``images`` ``(N, D)`` (Exercise 11), with
+    ``p(x_i = 1 | x_<i) = sigmoid(c_i + sum_{j < i} W_ij x_j)``.
+
+    The judge applies the autoregressive mask itself: entries of ``W`` on or above the diagonal
+    are ignored (a pixel that read itself or a later pixel would not give a normalised
+    distribution), and the message says how many were nonzero.
+
+    Example:
+        >>> W, c = np.zeros((3, 3)), np.zeros(3)
+        >>> ar_nll((W, c), np.eye(3), 2.1).message  # 3 log 2 = 2.079 nats
+        'held-out NLL (nats per image) = 2.079 (needs < 2.1): reached'
+        >>> peeks = (100 * np.eye(3), np.full(3, -50.0))  # x_i read itself: NLL 0 unmasked
+        >>> verdict = ar_nll(peeks, np.eye(3), 2.1)  # masked: every logit is -50
+        >>> verdict.passed, "3 nonzero entries of W" in verdict.message
+        (False, True)
+    """
+    if not isinstance(artefact, (list, tuple)) or len(artefact) != 2:
+        raise BadArtefact("the model must come back as (W, c)")
+    images = np.asarray(images, dtype=np.float64)  # (N, D) of 0s and 1s
+    D = images.shape[1]
+    W = _array(artefact[0], "W", 2)
+    c = _array(artefact[1], "c", 1)
+    if W.shape != (D, D) or c.shape != (D,):
+        raise BadArtefact(f"expected W of shape ({D}, {D}) and c of shape ({D},), got "
+                          f"{W.shape} and {c.shape}")
+    peeking = int(np.count_nonzero(np.triu(W)))
+    logits = c + images @ np.tril(W, -1).T  # (N, D): pixel i reads pixels j < i only
+    # -log Bernoulli(x | sigmoid(l)) = log(1 + e^l) - x l, stable for large |l|
+    nll = (np.logaddexp(0.0, logits) - images * logits).sum(axis=1)  # (N,)
+    verdict = _below("held-out NLL (nats per image)", float(nll.mean()), float(limit))
+    if peeking:
+        verdict = Verdict(verdict.passed, f"{verdict.message}; {peeking} nonzero entries of W "
+                                          "on or above the diagonal were ignored (pixel i may "
+                                          "read only pixels before it)")
+    return verdict
+
+
+def codebook_distortion(artefact, vectors, num_codes: int, limit: float,
+                        min_usage: float) -> Verdict:
+    """A codebook ``(K, D)`` judged on the held-out ``vectors`` ``(N, D)`` (Exercise 12): each
+    vector is quantised to its nearest code; the mean squared distance to it must be below
+    ``limit``, and the fraction of the ``K`` codes chosen at least once at least ``min_usage``.
+
+    Example:
+        >>> vectors = np.array([[0.0, 0.0], [1.0, 1.0], [0.9, 1.0]])
+        >>> book = np.array([[0.0, 0.0], [1.0, 1.0]])
+        >>> codebook_distortion(book, vectors, 2, 0.01, 1.0).passed  # (0.1^2) / 3
+        True
+        >>> codebook_distortion(np.array([[1.0, 1.0], [9.0, 9.0]]), vectors, 2, 1.0, 1.0).message
+        'held-out distortion = 0.6700 (needs < 1), codes used = 1 of 2 (needs >= 2): NOT reached'
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)  # (N, D)
+    K, D = int(num_codes), vectors.shape[1]
+    codebook = _array(artefact, "the codebook", 2)  # (K, D)
+    if codebook.shape != (K, D):
+        raise BadArtefact(f"expected a codebook of shape ({K}, {D}), got {codebook.shape}")
+    distances = ((vectors ** 2).sum(1, keepdims=True) - 2.0 * vectors @ codebook.T
+                 + (codebook ** 2).sum(1))  # (N, K) squared distances
+    nearest = distances.argmin(axis=1)  # (N,)
+    distortion = float(((vectors - codebook[nearest]) ** 2).sum(1).mean())
+    used, needed = len(np.unique(nearest)), int(np.ceil(float(min_usage) * K - 1e-9))
+    ok = bool(np.isfinite(distortion) and distortion < float(limit) and used >= needed)
+    return Verdict(ok, f"held-out distortion = {distortion:.4f} (needs < {float(limit):g}), "
+                       f"codes used = {used} of {K} (needs >= {needed}): "
+                       f"{'reached' if ok else 'NOT reached'}")
+
+
+JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1,
+                                  ar_nll, codebook_distortion)}
 
 
 def judge_artefact(name: str, artefact, held_out: dict) -> Verdict:
