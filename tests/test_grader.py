@@ -233,7 +233,9 @@ def test_a_gan_step_without_detach_fails_even_when_gradients_are_cleared(capsys)
         return d_loss.item(), g_loss.item()
 
     assert tasks.check("train_gan_step", no_detach) is False
-    assert "backward_passes_into_G" in capsys.readouterr().out
+    out = capsys.readouterr().out  # in the student's terms, not the driver's dict keys
+    assert "backward passes that reached G's output" in out and "answer[" not in out
+    assert "gan_step(G=Sequential(Linear(" in out
 
 
 # ------------------------------------------------------------------------ one protocol
@@ -350,3 +352,85 @@ def test_similarity_sees_through_renaming_and_ignores_the_template():
     pairs = similarity.similar_pairs(reports, threshold=0.0)
     assert pairs[0][1:4] == ("a", "b", 1.0)
     assert all(p[3] < 1.0 for p in pairs[1:])
+
+
+# --------------------------------------------------- feedback in the student's terms (issue 27)
+
+def _gp_arguments(batch=13):
+    rng = np.random.default_rng(0)
+    return dict(w1=rng.normal(size=(4, 2)), b1=np.zeros(4), w2=rng.normal(size=(1, 4)),
+                b2=np.zeros(1), real=rng.normal(size=(batch, 2)),
+                fake=rng.normal(size=(batch, 2)), eps=rng.random((batch, 1)), lam=10.0)
+
+
+def test_a_driver_case_shows_the_call_the_student_function_received():
+    call = protocol.describe_case("critic_loss", "wgan_gp", (), _gp_arguments())
+    assert call.startswith("critic_loss(critic=Sequential(Linear(2, 4), Tanh(), Linear(4, 1))")
+    assert "real=tensor(shape=(13, 2), dtype=float32" in call and "lam=10.0" in call
+    assert "w1=" not in call and "b2=" not in call  # the driver's arguments stay hidden
+    # a training task: what the student's train function gets, not the driver's numbers
+    d = protocol.describe_case("train_discriminator", "discriminator_net",
+                               (0.0, 1.0, 0.5, 1.5, 1000, 0), {})
+    assert d == ("train_discriminator(real=(1000, 1) float32 tensor drawn from N(0, 1^2), "
+                 "fake=(1000, 1) float32 tensor drawn from N(0.5, 1.5^2), seed=0)")
+    levels = np.zeros((1000, 1, 8, 8), dtype=np.int64)
+    assert protocol.describe_case("train_vae", "vae_nets", (levels, 0), {}) == (
+        "train_vae(train_levels=tensor(shape=(1000, 1, 8, 8), dtype=int64, values 0 to 0), "
+        "seed=0)")
+    assert "half near -2" in protocol.describe_case("train_gan", "generator_net", (2000, 0), {})
+    # a task without a driver: its own arguments, big arrays by shape and dtype
+    assert protocol.describe_case("fit_mixture", None, (levels, 10, 30, 0), {}) == (
+        "fit_mixture(array(shape=(1000, 1, 8, 8), dtype=int64, values 0 to 0), 10, 30, 0)")
+
+
+def test_a_driver_answer_is_named_after_what_the_student_code_produced():
+    from coursekit.grader.drivers import answer_names
+
+    grads = [np.zeros((4, 2)), np.zeros(4), np.zeros((1, 4)), np.zeros(1)]
+    wrong = [g.copy() for g in grads]
+    wrong[2][0, 1] = 1.0
+    names = answer_names("wgan_gp", "critic_loss")
+    outcome = protocol.judge({"loss": 1.0, "grads": grads},
+                             {"output": protocol.encode({"loss": 1.0, "grads": wrong})},
+                             names=names)
+    assert outcome.message.startswith(
+        "the gradient of critic[2].weight after loss.backward() is wrong at index (0, 1)")
+    assert "answer[" not in outcome.message
+    loss = protocol.judge({"loss": 1.0, "grads": grads},
+                          {"output": protocol.encode({"loss": 2.0, "grads": grads})},
+                          names=names)
+    assert loss.message.startswith("the loss critic_loss returned is wrong")
+    assert answer_names("generator_net", "train_gan") == {}
+
+
+def test_check_of_a_driver_task_speaks_of_the_students_call(capsys):
+    def one_sided(critic, real, fake, eps, lam):
+        return critic(fake).mean() - critic(real).mean()  # no penalty at all
+
+    assert tasks.check("wgan_gp", one_sided) is False
+    out = capsys.readouterr().out
+    assert "critic_loss(critic=Sequential(Linear(" in out and "w1=" not in out
+    assert "answer[" not in out and "the gradient of critic[" in out
+
+
+def test_a_hint_goes_with_the_case_it_belongs_to():
+    task = tasks.Task("t", function="f", points=3, hint="mind the edges",
+                      cases=[tasks.case(1, public=True), tasks.case(2),
+                             tasks.case(3, hint="an empty input returns 0")])
+    results = [{"case": 1, "public": True, "passed": True, "code": "passed"},
+               {"case": 2, "public": False, "passed": True, "code": "passed"},
+               {"case": 3, "public": False, "passed": False, "code": "wrong_value",
+                "hint": "an empty input returns 0"}]
+    entry = grade._check_entry(task, results)
+    assert "check 3 (hidden) failed (hint: an empty input returns 0)" in entry["feedback"]
+    assert "mind the edges" not in entry["feedback"]  # not this case's hint
+    public_first = [{"case": 1, "public": True, "passed": False, "code": "wrong_value",
+                     "call": "f(1)", "message": "the answer is wrong"}, *results[1:]]
+    feedback = grade._check_entry(task, public_first)["feedback"]
+    assert feedback.endswith("; check 3 (hidden) failed too (hint: an empty input returns 0)")
+    report = {"submission": "s.ipynb", "exercise": "01_background", "score": 1, "max_score": 3,
+              "errors": [], "checks": [{**grade._check_entry(task, results), "id": "t"}]}
+    lines = gradebook.feedback_markdown(report).splitlines()
+    at = lines.index("- check 3 (hidden): failed")
+    assert lines[at + 1] == "  - hint: an empty input returns 0"
+    assert not any(line.startswith("- hint") for line in lines)

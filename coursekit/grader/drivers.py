@@ -14,12 +14,17 @@ A "train it and reach a threshold" task returns its trained network as arrays
 returns, nothing more. Everything here runs beside the student's code and can be replaced by
 it, so nothing here measures or decides: :mod:`coursekit.grader.judges` measures the arrays in
 the grader's own process, on held-out data the sandbox never receives.
+
+A failing public case is reported in the student's terms: :func:`student_call` describes the
+call the student's function received (modules, optimisers, tensors by shape and dtype), not the
+driver's arguments, and :func:`answer_names` names the parts of a driver's answer after what the
+student's code produced (``the gradient of critic[0].weight``, not ``answer['grads'][0]``).
 """
 
 from __future__ import annotations
 
 __all__ = ["gan_step", "vae_step", "wgan_gp", "network", "discriminator_net", "vae_nets",
-           "generator_net"]
+           "generator_net", "student_call", "answer_names"]
 
 STALE_GRADIENT = 0.5
 
@@ -210,3 +215,114 @@ def generator_net(train, n: int, seed: int) -> dict:
 
     data = _two_modes(int(n), torch.Generator().manual_seed(int(seed) + 2000))  # (n, 1)
     return network(train(data, int(seed)), "the generator")
+
+
+# ------------------------------------------------------- feedback in the student's terms
+
+def _shape(value) -> tuple:
+    import numpy as np
+
+    return tuple(np.shape(np.asarray(value)))
+
+
+def _tensor(value, dtype: str = "float32") -> str:
+    """A driver's array argument as the tensor the student's function receives."""
+    import numpy as np
+
+    from coursekit.grader.protocol import describe_value
+
+    return describe_value(np.asarray(value, dtype=dtype), "tensor")
+
+
+def _bound(driver: str, args, kwargs) -> dict:
+    """The driver's arguments by name (the first, the student's function, left out)."""
+    import inspect
+
+    bound = inspect.signature(globals()[driver]).bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    return dict(list(bound.arguments.items())[1:])
+
+
+def student_call(driver: str, function: str, args, kwargs) -> str:
+    """The call that ``driver`` makes of the student's ``function`` on a case's ``args`` and
+    ``kwargs``: what a failing public case's feedback shows.
+
+    Example:
+        >>> import numpy as np
+        >>> student_call("wgan_gp", "critic_loss", (), dict(
+        ...     w1=np.zeros((4, 2)), b1=np.zeros(4), w2=np.zeros((1, 4)), b2=np.zeros(1),
+        ...     real=np.zeros((13, 2)), fake=np.ones((13, 2)), eps=np.zeros((13, 1)), lam=10.0))
+        'critic_loss(critic=Sequential(Linear(2, 4), Tanh(), Linear(4, 1)), real=tensor(shape=(13, 2), dtype=float32, values 0 to 0), fake=tensor(shape=(13, 2), dtype=float32, values 1 to 1), eps=tensor(shape=(13, 1), dtype=float32, values 0 to 0), lam=10.0)'
+        >>> student_call("discriminator_net", "train_discriminator", (0.0, 1.0, 0.5, 1.5, 1000, 0),
+        ...              {})
+        'train_discriminator(real=(1000, 1) float32 tensor drawn from N(0, 1^2), fake=(1000, 1) float32 tensor drawn from N(0.5, 1.5^2), seed=0)'
+    """
+    from coursekit.grader.protocol import Shown, describe_call
+
+    a = _bound(driver, args, kwargs)
+    if driver == "gan_step":
+        (x_dim, z_dim), lr = _shape(a["g_weight"]), float(a["lr"])
+        shown = {"G": f"Sequential(Linear({z_dim}, {x_dim}), Tanh())",
+                 "D": f"Linear({x_dim}, 1)", "opt_G": f"SGD(G.parameters(), lr={lr:g})",
+                 "opt_D": f"SGD(D.parameters(), lr={lr:g})",
+                 "x": _tensor(a["x"]), "z": _tensor(a["z"])}
+    elif driver == "vae_step":
+        (two_z, x_dim), lr = _shape(a["enc_weight"]), float(a["lr"])
+        shown = {"encoder": f"Linear({x_dim}, {two_z})",
+                 "decoder": f"Linear({two_z // 2}, {x_dim})",
+                 "opt": f"SGD(encoder and decoder parameters, lr={lr:g})",
+                 "x": _tensor(a["x"]), "eps": _tensor(a["eps"])}
+    elif driver == "wgan_gp":
+        hidden, x_dim = _shape(a["w1"])
+        shown = {"critic": f"Sequential(Linear({x_dim}, {hidden}), Tanh(), Linear({hidden}, 1))",
+                 "real": _tensor(a["real"]), "fake": _tensor(a["fake"]),
+                 "eps": _tensor(a["eps"]), "lam": float(a["lam"])}
+    elif driver == "discriminator_net":
+        n = int(a["n"])
+        shown = {"real": f"({n}, 1) float32 tensor drawn from "
+                         f"N({a['mean_data']:g}, {a['std_data']:g}^2)",
+                 "fake": f"({n}, 1) float32 tensor drawn from N({a['mean_g']:g}, {a['std_g']:g}^2)",
+                 "seed": int(a["seed"])}
+    elif driver == "vae_nets":
+        shown = {"train_levels": _tensor(a["train_levels"], "int64"), "seed": int(a["seed"])}
+    elif driver == "generator_net":
+        shown = {"data": f"({int(a['n'])}, 1) float32 tensor, half near -2 and half near 2 "
+                         "(standard deviation 0.3)", "seed": int(a["seed"])}
+    else:
+        raise ValueError(f"no description of the call driver {driver!r} makes")
+    return describe_call(function, (), {k: v if isinstance(v, (int, float)) else Shown(v)
+                                        for k, v in shown.items()}, limit=600)
+
+
+def answer_names(driver: str | None, function: str) -> dict:
+    """The parts of ``driver``'s answer (``"the answer['grads'][0]"``) named after what the
+    student's ``function`` produced, for :func:`coursekit.grader.protocol.judge`; ``{}`` for a
+    task without a driver or whose driver returns a network.
+
+    Example:
+        >>> answer_names("wgan_gp", "critic_loss")["the answer['grads'][2]"]
+        'the gradient of critic[2].weight after loss.backward()'
+    """
+    def layer(prefix, owner, names):
+        return {f"the answer[{prefix!r}][{i}]": f"{owner}{name} after the step"
+                for i, name in enumerate(names)}
+
+    if driver == "wgan_gp":
+        return {"the answer['loss']": f"the loss {function} returned",
+                "the answer['grads']": "the critic's gradients after loss.backward()",
+                **{f"the answer['grads'][{i}]": f"the gradient of critic{name} after "
+                                                 "loss.backward()"
+                   for i, name in enumerate(("[0].weight", "[0].bias", "[2].weight",
+                                             "[2].bias"))}}
+    if driver == "gan_step":
+        return {"the answer['d_loss']": f"d_loss, the first value {function} returned",
+                "the answer['g_loss']": f"g_loss, the second value {function} returned",
+                **layer("G", "G", ("[0].weight", "[0].bias")),
+                **layer("D", "D", (".weight", ".bias")),
+                "the answer['backward_passes_into_G']": "the number of backward passes that "
+                "reached G's output (one expected: D's loss should see detached samples)"}
+    if driver == "vae_step":
+        return {"the answer['loss']": f"the loss {function} returned",
+                **layer("encoder", "encoder", (".weight", ".bias")),
+                **layer("decoder", "decoder", (".weight", ".bias"))}
+    return {}

@@ -435,6 +435,8 @@ class Grader:
                 for line in stub_source(cell).splitlines() if line.strip()}
 
     def _judge(self, reference: _Reference, run) -> list:
+        from coursekit.grader.drivers import answer_names
+
         checks = []
         for i, task in enumerate(reference.exercise.tasks):
             results = []
@@ -445,12 +447,16 @@ class Grader:
                                                       public=c.public)
                 else:
                     outcome = protocol.judge(reference.answers[(i, k)], record, rtol=task.rtol,
-                                             atol=task.atol, public=c.public)
+                                             atol=task.atol, public=c.public,
+                                             names=answer_names(task.driver, task.function))
                 result = {"case": k + 1, "public": c.public, "passed": outcome.passed,
                           "code": outcome.code}
                 if c.public and not outcome.passed:
-                    result["call"] = protocol.describe_call(task.function, c.args, c.kwargs)
+                    result["call"] = protocol.describe_case(task.function, task.driver, c.args,
+                                                            c.kwargs)
                     result["message"] = outcome.message
+                if not outcome.passed and (c.hint or (task.hint and not c.public)):
+                    result["hint"] = c.hint or task.hint  # beside the case it explains
                 results.append(result)
             checks.append(_check_entry(task, results))
         return checks
@@ -473,9 +479,16 @@ def _check_entry(task, results: list, feedback: str | None = None) -> dict:
                 detail = f"check {first['case']} (public): {first['call']}: {first['message']}"
             else:
                 detail = f"check {first['case']} (hidden) failed"
+            # each hint goes with the hidden case it belongs to (a case's own, else the task's)
+            hinted = [(r, r.get("hint") or ("" if r["public"] else task.hint)) for r in failed]
+            hinted = [(r, hint) for r, hint in hinted if hint]
+            if hinted and hinted[0][0] is first:
+                detail += f" (hint: {hinted[0][1]})"
+            elif hinted:
+                kind = "public" if hinted[0][0]["public"] else "hidden"
+                detail += (f"; check {hinted[0][0]['case']} ({kind}) failed too (hint: "
+                           f"{hinted[0][1]})")
             feedback = f"{passed} of {len(results)} checks passed; first failure: {detail}"
-            if any(not r["public"] for r in failed) and task.hint:
-                feedback += f"; hint: {task.hint}"
     title = f"{task.title}: " if task.title else ""
     return {"id": task.id, "points": points, "max_points": task.points,
             "passed": bool(results) and passed == len(results), "cases_passed": passed,

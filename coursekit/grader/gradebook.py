@@ -361,9 +361,10 @@ def feedback_markdown(report: dict) -> str:
             if detail:
                 lines += ["", *("  " + line for part in _fenced(detail)  # every line
                                 for line in part.splitlines()), ""]  # inside the list item
-        if check.get("hint") and any(not r["passed"] and not r["public"]
-                                     for r in check.get("results", [])):
-            lines.append(f"- hint: {check['hint']}")
+            hint = result.get("hint") or ("" if result["passed"] or result["public"]
+                                          else check.get("hint"))
+            if hint:  # under the case it belongs to
+                lines.append(f"  - hint: {hint}")
         lines.append("")
     if report["errors"]:
         lines += ["## Messages from running the notebook", "",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 __all__ = ["REASONS", "Outcome", "EncodeError", "HostileData", "encode", "decode", "loads",
            "task_spec", "public_spec", "call_case", "judge", "judge_artefact", "compare",
-           "describe_call", "MAX_DEPTH", "MAX_RECORD_BYTES"]
+           "describe_call", "describe_case", "describe_value", "Shown", "MAX_DEPTH", "MAX_RECORD_BYTES"]
 
 # ------------------------------------------------------------------------------ reason codes
 REASONS = {
@@ -476,17 +476,22 @@ def compare(expected, got, rtol: float = 1e-4, atol: float = 1e-5, *, reveal: bo
 
 
 def judge(expected, record, *, rtol: float = 1e-4, atol: float = 1e-5,
-          public: bool = True) -> Outcome:
+          public: bool = True, names: dict | None = None) -> Outcome:
     """Judge one record (from :func:`call_case`, possibly forged) against the expected answer.
 
     Hidden cases (``public=False``) get an :class:`Outcome` without a message: the student sees
     pass or fail and the task's hint, never the answer, the size of the error or the inputs.
+    ``names`` renames parts of a driver's answer in the message (``"the answer['grads'][0]"`` to
+    what the student's code produced, see :func:`coursekit.grader.drivers.answer_names`).
 
     Example:
         >>> judge(2.0, {"output": 2.0}).code
         'passed'
         >>> judge(2.0, {"output": 3.0}, public=False)
         Outcome(code='wrong_value', message='')
+        >>> judge({"loss": 2.0}, {"output": {"loss": 3.0}},
+        ...       names={"the answer['loss']": "the loss f returned"}).message
+        'the loss f returned is wrong: got 3, expected 2; 1 of 1 values differ'
     """
     def out(code, message):
         return Outcome(code, message if public else "")
@@ -498,7 +503,14 @@ def judge(expected, record, *, rtol: float = 1e-4, atol: float = 1e-5,
         found = _compare(expected, got, rtol, atol, public, "the answer")
     except (ValueError, TypeError, OverflowError) as error:
         return out("unreadable", f"the answer could not be compared ({_one_line(error)})")
-    return out(*found) if found else Outcome("passed")
+    if not found:
+        return Outcome("passed")
+    code, message = found
+    for raw in sorted(names or {}, key=len, reverse=True):  # the longest part that matches
+        if message.startswith(raw):
+            message = names[raw] + message[len(raw):]
+            break
+    return out(code, message)
 
 
 def judge_artefact(name: str, held_out: dict, record, *, public: bool = True) -> Outcome:
@@ -547,12 +559,45 @@ def _one_line(text, limit: int = 300) -> str:
     return text[-limit:].strip()
 
 
+class Shown(str):
+    """Text that :func:`describe_call` shows as it is (a description, not a string value)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def describe_value(value, kind: str = "array") -> str:
+    """One argument as the student should read it: an array of more than 12 numbers, or a list
+    of more than 12 items, by its shape, dtype and range; ``kind`` names an array
+    (``"tensor"`` for what a driver hands over as a torch tensor).
+
+    Example:
+        >>> import numpy as np
+        >>> describe_value(np.arange(64.0).reshape(8, 8), "tensor")
+        'tensor(shape=(8, 8), dtype=float64, values 0 to 63)'
+        >>> describe_value([1, 2])
+        '[1, 2]'
+    """
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.size > 12:
+            span = (f", values {value.min():.4g} to {value.max():.4g}"
+                    if np.issubdtype(value.dtype, np.number) and value.size else "")
+            return f"{kind}(shape={value.shape}, dtype={value.dtype}{span})"
+        return np.array2string(value, precision=4, threshold=12, separator=", ",
+                               prefix=f"{kind}(").join((f"{kind}(", ")"))
+    if isinstance(value, (list, tuple)) and len(value) > 12:
+        return f"a {type(value).__name__} of {len(value)} items"
+    return repr(value)
+
+
 def describe_call(function: str, args, kwargs, limit: int = 400) -> str:
     """``f(array(shape=(2, 3)), 5, scale=0.5)``: a public case's call, for its feedback.
 
     An array of more than 12 numbers, or a list of more than 12 items, is summarised by its shape
     (and an array by its range): the student needs to know what the function received, not
-    every number of it.
+    every number of it (:func:`describe_value`).
 
     Example:
         >>> import numpy as np
@@ -561,20 +606,25 @@ def describe_call(function: str, args, kwargs, limit: int = 400) -> str:
         >>> describe_call("g", (np.arange(64.0).reshape(8, 8), list(range(20))), {})
         'g(array(shape=(8, 8), dtype=float64, values 0 to 63), a list of 20 items)'
     """
-    import numpy as np
-
-    def show(value):
-        if isinstance(value, np.ndarray):
-            if value.size > 12:
-                span = (f", values {value.min():.4g} to {value.max():.4g}"
-                        if np.issubdtype(value.dtype, np.number) else "")
-                return f"array(shape={value.shape}, dtype={value.dtype}{span})"
-            return np.array2string(value, precision=4, threshold=12, separator=", ",
-                                   prefix="array(").join(("array(", ")"))
-        if isinstance(value, (list, tuple)) and len(value) > 12:
-            return f"a {type(value).__name__} of {len(value)} items"
-        return repr(value)
-
-    parts = [show(a) for a in args] + [f"{k}={show(v)}" for k, v in kwargs.items()]
+    parts = ([describe_value(a) for a in args]
+             + [f"{k}={describe_value(v)}" for k, v in kwargs.items()])
     text = f"{function}({', '.join(parts)})"
     return text if len(text) <= limit else text[:limit - 5] + " ...)"
+
+
+def describe_case(function: str, driver: str | None, args, kwargs) -> str:
+    """The call the student's ``function`` received in a case: through its ``driver`` (modules
+    and tensors, :func:`coursekit.grader.drivers.student_call`) when the task has one, else the
+    case's own arguments (:func:`describe_call`).
+
+    Example:
+        >>> describe_case("f", None, (1,), {})
+        'f(1)'
+        >>> describe_case("train_gan", "generator_net", (2000, 0), {})
+        'train_gan(data=(2000, 1) float32 tensor, half near -2 and half near 2 (standard deviation 0.3), seed=0)'
+    """
+    if driver:
+        from coursekit.grader.drivers import student_call
+
+        return student_call(driver, function, args, kwargs)
+    return describe_call(function, args, kwargs)

@@ -41,13 +41,17 @@ class Case:
     kwargs: dict = field(default_factory=dict)    # keyword inputs, plain data
     public: bool = False                          # shown to students through check()
     held_out: dict = field(default_factory=dict)  # the judge's inputs; never sent to the sandbox
+    hint: str = ""                                # shown beside this case when it fails (else
+                                                  # the task's hint, for a hidden case)
 
 
-def case(*args, public: bool = False, held_out: dict | None = None, **kwargs) -> Case:
+def case(*args, public: bool = False, held_out: dict | None = None, hint: str = "",
+         **kwargs) -> Case:
     """A :class:`Case` calling the function with ``args`` and ``kwargs``; ``held_out`` goes to
-    the task's judge only (see :mod:`coursekit.grader.judges`)."""
+    the task's judge only (see :mod:`coursekit.grader.judges`); ``hint`` is shown beside this
+    case when it fails, never its inputs."""
     return Case(args=tuple(args), kwargs=dict(kwargs), public=public,
-                held_out=dict(held_out or {}))
+                held_out=dict(held_out or {}), hint=str(hint))
 
 
 @dataclass
@@ -211,6 +215,7 @@ def check(task_id: str, function) -> bool | None:
         print(f"{task_id}: (checks run by the grader)")
         return None
     from coursekit.grader import protocol
+    from coursekit.grader.drivers import answer_names
     from coursekit.grader.variants import notebook_variant
 
     task = _public_task(task_id)
@@ -233,9 +238,11 @@ def check(task_id: str, function) -> bool | None:
                                               record, public=True)
         else:
             outcome = protocol.judge(protocol.decode(public["expected"]), record,
-                                     rtol=task["rtol"], atol=task["atol"], public=True)
+                                     rtol=task["rtol"], atol=task["atol"], public=True,
+                                     names=answer_names(task.get("driver"), task["function"]))
         if not outcome.passed:
-            call = protocol.describe_call(task["function"], protocol.decode(public["args"]),
+            call = protocol.describe_case(task["function"], task.get("driver"),
+                                          protocol.decode(public["args"]),
                                           protocol.decode(public["kwargs"]))
             print(f"{header}: check {k + 1} failed: {call}: {outcome.message}")
             failures += 1
