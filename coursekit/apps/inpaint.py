@@ -17,6 +17,10 @@ from ``p(x_m | x_o) = integral p(x_m | z) p(z | x_o) dz``. Two samplers, both Ma
   accepted with probability ``min(1, [p(x_o|z') p(z') q(z|x)] / [p(x_o|z) p(z) q(z'|x)])``, which
   makes the chain exact in the limit of many steps.
 
+A VAE trained with masks (``masked_training_data``) has an encoder ``q(z | x_o)`` of the visible
+pixels: ``encoder_inpaint`` samples through it directly, and ``importance_inpaint`` reweights its
+draws by ``p(x_o | z) p(z) / q(z | x_o)``, the imputation of MIWAE (Mattei and Frellsen 2019).
+
 The mean of several sampled completions approximates the conditional mean ``E[x_m | x_o]``, the
 completion of least expected squared error; one sample alone pays for its own noise (on average
 twice the conditional variance), which is why a single sample loses to the mean in PSNR.
