@@ -9,12 +9,13 @@ from sklearn.metrics import roc_auc_score
 
 from coursekit.apps import anomaly, inpaint
 from coursekit.apps.anomaly import auroc, knn_score, ocsvm_score, one_class_split, pca_score
-from coursekit.apps.augment import (check_labels, latent_class_samples, sample_labelled,
-                                    shift_augment)
+from coursekit.apps.augment import (check_labels, class_samples, sample_labelled,
+                                    shift_augment, spread_labels)
 from coursekit.apps.inpaint import (InpaintConfig, apply_mask, biharmonic_inpaint, check_mask,
                                     make_mask, masked_psnr, nearest_neighbour_inpaint,
                                     ridge_inpaint, vae_inpaint)
-from coursekit.models import VAE, VAEConfig
+from coursekit.losses import reparameterize
+from coursekit.models import M2, VAE, M2Config, VAEConfig
 
 
 # ------------------------------------------------------------------------------------ inpainting
@@ -179,18 +180,55 @@ def test_labels_out_of_range_are_refused(labels, match):
         shift_augment(x, labels)
 
 
-def test_latent_class_samples_label_every_image_and_are_seeded():
+def test_class_samples_label_every_image_and_are_seeded():
+    torch.manual_seed(0)
+    m2 = M2(M2Config(num_classes=3, latent_dim=2, hidden=16))
+    a, ya = class_samples(m2, per_class=4, num_classes=3, seed=1)
+    b, yb = class_samples(m2, per_class=4, num_classes=3, seed=1)
+    c, _ = class_samples(m2, per_class=4, num_classes=3, seed=2)
+    assert a.shape == (12, 1, 8, 8) and torch.equal(a, b) and torch.equal(ya, yb)
+    assert not torch.equal(a, c)
+    assert ya.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    with pytest.raises(ValueError, match="per_class"):
+        class_samples(m2, per_class=0, num_classes=3)
+
+
+def test_spread_labels_follow_the_graph_and_keep_the_given_labels():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([0.0, 10.0, 20.0])
+    y = torch.arange(30) % 3
+    x = (centres[y][:, None] + torch.randn(30, 4, generator=g)).view(30, 1, 2, 2)
+    labelled = [0, 1, 2]
+    out = spread_labels(x, y, labelled, num_classes=3, neighbours=5)
+    assert out.dtype == torch.int64 and torch.equal(out, y)   # well separated: all right
+    wrong = y.clone()
+    wrong[0] = 1                                               # a labelled row keeps its label
+    assert spread_labels(x, wrong, labelled, num_classes=3, neighbours=5)[0] == 1
+    with pytest.raises(ValueError, match="lie in"):
+        spread_labels(x, y + 1, labelled, num_classes=3)
+
+
+def test_importance_inpaint_weights_the_visible_pixels():
+    x = torch.randint(0, 17, (4, 1, 8, 8)) / 16
+    mask = make_mask(8, 8, "bottom")
     torch.manual_seed(0)
     vae = VAE(VAEConfig(latent_dim=2, hidden=16))
-    x = torch.randint(0, 17, (30, 1, 8, 8)) / 16
-    y = torch.arange(30) % 3
-    a, ya = latent_class_samples(vae, x, y, per_class=4, num_classes=3, seed=1)
-    b, yb = latent_class_samples(vae, x, y, per_class=4, num_classes=3, seed=1)
-    assert a.shape == (12, 1, 8, 8) and torch.equal(a, b) and torch.equal(ya, yb)
-    assert ya.tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    with pytest.raises(ValueError, match="lie in"):
-        latent_class_samples(vae, x, y + 1, per_class=4, num_classes=3)
-    assert check_labels(y, 3) is y
+    mean = inpaint.importance_inpaint(vae, x, mask, k=6, seed=3)
+    assert torch.equal(mean, inpaint.importance_inpaint(vae, x, mask, k=6, seed=3))
+    assert torch.equal(mean[:, :, ~mask], x[:, :, ~mask])
+    # k = 1: one weight of 1, the completion is E[x_m | z] at that z ~ q(z | x_o)
+    one = inpaint.importance_inpaint(vae, x, mask, k=1, seed=3)
+    z_mu, z_logvar = vae.encode(inpaint.apply_mask(x, mask, inpaint.MASKED_FILL))
+    gen = torch.Generator().manual_seed(3)
+    z = reparameterize(z_mu, z_logvar, torch.randn(z_mu.shape, generator=gen))
+    expected = vae.pixels(vae.decode(z), mean=True)
+    assert torch.allclose(one[:, :, mask], expected[:, :, mask].detach(), atol=1e-6)
+    draws = inpaint.importance_inpaint(vae, x, mask, k=6, seed=3, draws=3)
+    assert draws.shape == (3, 4, 1, 8, 8)
+    levels = draws[:, :, :, mask] * 16
+    assert torch.allclose(levels, levels.round())             # draws are grey levels
+    with pytest.raises(ValueError, match="k >= 1"):
+        inpaint.importance_inpaint(vae, x, mask, k=0)
 
 
 def test_mask_trained_vae_data_and_completions():

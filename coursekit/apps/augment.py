@@ -1,20 +1,18 @@
-"""Augmenting a small labelled set: classic shifts versus samples of a generative model, judged
-by a classifier trained on the result and tested on real held-out images (Chapter 8).
+"""Augmenting a small labelled set: samples of a class-conditional generative model, against
+using the unlabelled images directly, judged by a classifier trained on the result and tested on
+real held-out images (Chapter 8).
 
-Three training sets are compared in the same run:
+The setting is semi-supervised (Kingma et al. 2014): ``per_class`` labelled images per class and
+a larger pool of unlabelled ones. Two ways to use the pool are compared in the same run:
 
-* the labelled images alone (``per_class`` of each class, drawn by ``sample_labelled``);
-* the same plus every one-pixel shift of them (``shift_augment``, the classic trick);
-* the same plus images drawn from a generative model, each with the class it was drawn for
-  (``latent_class_samples``).
+* a class-conditional generator trained on labelled and unlabelled images together (Chapter 6's
+  M2, ``coursekit.models.M2``), whose samples of each class join the labelled set
+  (``class_samples``), each with a ``weight`` below a real image's 1, chosen on ``val``;
+* the unlabelled images themselves, labelled by label spreading on a nearest-neighbour graph
+  (Zhou et al. 2004; ``spread_labels``) and added to the training set: self-training with the
+  graph's labels.
 
-The generator here is a VAE trained *without labels* on a larger pool of images (the
-semi-supervised setting of Kingma et al. 2014: labels are scarce, images are not). It becomes
-class-conditional through the few labelled images: each class is a Gaussian in latent space
-fitted to its labelled images' posterior means, and a sample of class ``c`` is the decoder's mean
-at a latent point drawn from that Gaussian. Generated images enter the classifier's training set
-with a smaller ``weight`` than real ones ("soft" extra data), because they are blurrier and some
-carry the wrong class.
+``shift_augment`` is the classic trick (every one-pixel shift), a baseline that needs no pool.
 """
 
 from __future__ import annotations
@@ -26,9 +24,8 @@ import torch
 from torch.nn import functional as F
 
 from coursekit.data.labels import check_labels
-from coursekit.utils import eval_mode
 
-__all__ = ["check_labels", "sample_labelled", "shift_augment", "latent_class_samples",
+__all__ = ["check_labels", "sample_labelled", "shift_augment", "class_samples", "spread_labels",
            "AugmentConfig", "classifier_accuracy"]
 
 
@@ -83,46 +80,66 @@ def shift_augment(x: torch.Tensor, y: torch.Tensor, shift: int = 1,
 
 
 @torch.no_grad()
-def latent_class_samples(vae, x: torch.Tensor, y: torch.Tensor, per_class: int,
-                         num_classes: int = 10, scale: float = 1.0,
-                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` generated images of each class from an unconditional VAE and a few labelled
-    images: class ``c``'s latent points are drawn from ``N(m_c, scale^2 diag(s_c^2))``, where
-    ``m_c`` and ``s_c`` are the mean and standard deviation of the posterior means ``mu(x)`` of
-    the labelled images of class ``c``; each is decoded to the decoder's mean image.
+def class_samples(model, per_class: int, num_classes: int = 10,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` samples of each class from a class-conditional generator (anything with
+    ``sample(n, labels=..., generator=...)``, e.g. ``M2``): a fresh ``z ~ N(0, I)`` for each
+    image, decoded given its class.
 
     Returns:
         ``(x_gen (num_classes * per_class, C, H, W), y_gen)``, class by class.
     """
-    check_labels(y, num_classes, n=len(x), every_class=False)
-    if per_class < 1 or scale <= 0:
-        raise ValueError(f"need per_class >= 1 and scale > 0, got {per_class}, {scale}")
-    counts = torch.bincount(y, minlength=num_classes)
-    if (counts < 2).any():
-        raise ValueError(f"every class needs >= 2 labelled images to fit its spread, got counts "
-                         f"{counts.tolist()}")
-    device = next(vae.parameters()).device
-    with eval_mode(vae):
-        gen = torch.Generator().manual_seed(seed)
-        mu, _ = vae.encode(x.to(device))                                      # (N, latent)
-        mu = mu.cpu()
-        zs = []
-        for c in range(num_classes):
-            m = mu[y == c]                                                    # (n_c, latent)
-            eps = torch.randn(per_class, m.shape[1], generator=gen)
-            zs.append(m.mean(0) + scale * m.std(0) * eps)                     # (per_class, latent)
-        z = torch.cat(zs).to(device)
-        images = vae.pixels(vae.decode(z), mean=True).cpu()  # (K * per_class, C, H, W)
+    if per_class < 1 or num_classes < 1:
+        raise ValueError(f"need per_class >= 1 and num_classes >= 1, got {per_class}, "
+                         f"{num_classes}")
+    device = next(model.parameters()).device
     labels = torch.arange(num_classes).repeat_interleave(per_class)
-    return images, labels
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return model.sample(len(labels), labels=labels.to(device), generator=gen).cpu(), labels
+
+
+def spread_labels(images: torch.Tensor, labels: torch.Tensor, labelled_index,
+                  num_classes: int = 10, neighbours: int = 7) -> torch.Tensor:
+    """A class for every image by label spreading (Zhou et al. 2004, scikit-learn's
+    ``LabelSpreading`` on a ``neighbours``-nearest-neighbour graph) from the rows in
+    ``labelled_index`` alone; those rows keep their true label. An image whose part of the graph
+    holds no label takes the most common spread class (scikit-learn leaves it undefined).
+
+    Returns:
+        ``(N,)`` int64 classes.
+
+    Example:
+        >>> x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]]).view(6, 1, 1, 1)
+        >>> spread_labels(x, torch.tensor([0, 0, 0, 1, 1, 1]), [0, 3], 2, neighbours=2).tolist()
+        [0, 0, 0, 1, 1, 1]
+    """
+    import warnings
+
+    from sklearn.semi_supervised import LabelSpreading
+
+    check_labels(labels, num_classes, n=len(images), every_class=False)
+    index = np.asarray(labelled_index)
+    partial = np.full(len(images), -1)
+    partial[index] = labels.numpy()[index]
+    with warnings.catch_warnings():  # 0 / 0 in components without a label: handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model = LabelSpreading(kernel="knn", n_neighbors=neighbours, max_iter=100)
+        dist = np.nan_to_num(model.fit(images.flatten(1).numpy(), partial).label_distributions_)
+    out = dist.argmax(1)
+    empty = dist.sum(1) == 0
+    if empty.any():
+        out[empty] = np.bincount(out[~empty], minlength=num_classes).argmax()
+    out[index] = partial[index]
+    return torch.as_tensor(out, dtype=torch.int64)
 
 
 @dataclass
 class AugmentConfig:
     per_class: int = 10          # labelled images per class
     generated_per_class: int = 100  # generated images per class
-    generated_weight: float = 0.3   # sample weight of a generated image (a real one has 1)
-    latent_scale: float = 1.0    # spread of the class Gaussians in latent space
+    weights: tuple = (0.1, 0.3, 1.0)  # sample weights of an added image (a real one has 1),
+    #                                   the one used chosen on the validation split
+    neighbours: int = 7          # the kNN graph of label spreading
     svm_c: float = 10.0          # the RBF SVM's C (fixed, not tuned on the test split)
     draws: int = 10              # independent draws of the labelled set
 
