@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 __all__ = ["REASONS", "Outcome", "EncodeError", "HostileData", "encode", "decode", "loads",
            "task_spec", "public_spec", "call_case", "judge", "judge_artefact", "compare",
-           "describe_call", "describe_case", "describe_value", "Shown", "MAX_DEPTH", "MAX_RECORD_BYTES"]
+           "describe_call", "describe_case", "describe_value", "Shown", "MAX_DEPTH",
+           "MAX_RECORD_BYTES"]
 
 # ------------------------------------------------------------------------------ reason codes
 REASONS = {
