@@ -118,12 +118,16 @@ def test_hostile_submission_scores_only_its_honest_work(hostile, name):
     assert set(report) >= {"submission", "exercise", "score", "max_score", "checks", "errors",
                            "not_graded"}
     assert (report["not_graded"] is None) == (expected.exercise is not None), report
+    exercise = load_exercise("01_background")
+    hints = {t.id: {t.hint} | {c.hint for c in t.cases if c.hint} for t in exercise.tasks}
     for check in report["checks"]:
         assert set(check) >= {"id", "points", "max_points", "passed", "feedback", "results"}
         assert check["feedback"]
         for result in check["results"]:  # hidden cases: pass or fail, nothing more
-            if not result["public"]:
-                assert set(result) == {"case", "public", "passed", "code"}, result
+            if not result["public"]:  # beyond the instructor's own hint for a failed case
+                assert set(result) - {"hint"} == {"case", "public", "passed", "code"}, result
+                if "hint" in result:
+                    assert not result["passed"] and result["hint"] in hints[check["id"]]
     for error in report["errors"]:
         assert "\n" not in error and len(error) < 400
     if expected.score < report["max_score"]:  # the loss is explained
