@@ -208,7 +208,7 @@ def test_char_bits_is_exact_and_measures_the_reference_against_unigram_and_malfo
         assert not judges.char_bits(flat, **held_out).passed
     for forged in [{"layers": [["linear", W[:50], np.zeros(50)]]},  # 50 of the 104 ids
                    {"layers": [["linear", W[:, :V], np.zeros(V)]]},  # reads one character
-                   {"layers": [["linear", W * np.inf, np.zeros(V)]]},
+                   {"layers": [["linear", np.full_like(W, np.inf), np.zeros(V)]]},
                    {"bits per character": 0.0}, (W, np.zeros(V))]:
         assert judges.judge_artefact("char_bits", forged, held_out).malformed
 
