@@ -87,9 +87,13 @@ def reference_training(name: str, task_id: str):
             exec(source, namespace)
 
     def train(case):
+        from coursekit.grader import drivers
+
         args = [torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a
                 for a in case.args]
-        artefact = namespace[task.function](*args)
+        function = namespace[task.function]  # through the task's driver, as in the sandbox
+        artefact = (getattr(drivers, task.driver)(function, *args, **case.kwargs)
+                    if task.driver else function(*args, **case.kwargs))
         return protocol.decode(json.loads(json.dumps(protocol.encode(artefact))))
 
     return train, task
@@ -148,6 +152,66 @@ def test_codebook_distortion_measures_the_reference_against_random_and_collapsed
     for forged in [patches, patches[:K, :8], patches[:K].T, np.full((K, 16), np.inf),
                    "codebook", {"distortion": 0.0}]:
         assert judges.judge_artefact("codebook_distortion", forged, held_out).malformed
+
+
+def test_held_out_accuracy_measures_the_reference_against_trivial_and_malformed_classifiers():
+    train, task = reference_training("06_few_labels", "fl_train_few_labels")
+    public = task.cases[0]  # the hidden case is judged by the real grade of the reference
+    images, labels = public.held_out["images"], public.held_out["labels"]
+    net = train(public)
+    assert judges.held_out_accuracy(net, **public.held_out).passed
+    # a constant classifier, and a nearest-mean one from the 100 labelled images, fail
+    zero = {"layers": [["linear", np.zeros((10, 64)), np.zeros(10)]]}
+    assert "accuracy = 0.1" in judges.held_out_accuracy(zero, **public.held_out).message
+    x, y = public.args[0], public.args[1]
+    means = np.stack([x[y == k].mean(0) for k in range(10)])  # (10, 64)
+    nearest = {"layers": [["linear", 2 * means, -(means ** 2).sum(1)]]}
+    assert 0.5 < (judges.forward(nearest, images).argmax(1) == labels).mean() < 0.9
+    assert not judges.held_out_accuracy(nearest, **public.held_out).passed
+    W, b = net["layers"][-1][1], net["layers"][-1][2]
+    for forged in [{"layers": net["layers"][:-1] + [["linear", W[:5], b[:5]]]},  # 5 classes
+                   {"layers": [["linear", np.ones((10, 32)), np.zeros(10)]]},  # 32 pixels
+                   {"layers": [["linear", np.full((10, 64), np.nan), np.zeros(10)]]},
+                   {"layers": [["linear", np.full((10, 64), 1e308), np.zeros(10)], ["linear",
+                               np.full((10, 10), 1e308), np.zeros(10)]]},  # logits overflow
+                   {"accuracy": 1.0}, "classifier", [W, b]]:
+        assert judges.judge_artefact("held_out_accuracy", forged, public.held_out).malformed
+
+
+def test_char_bits_is_exact_and_measures_the_reference_against_unigram_and_malformed_models():
+    train, task = reference_training("07_text", "lm_train_char_model")
+    public = task.cases[0]
+    held_out = public.held_out
+    k, ids = held_out["context"], public.args[0].astype(np.int64)
+    V = public.args[1]
+    start = time.process_time()
+    assert judges.char_bits(train(public), **held_out).passed
+    assert time.process_time() - start < 60  # training and judging; judging alone < 2 s
+    # exact: a bigram table read through the last one-hot code scores what numpy computes
+    counts = np.full((V, V), 0.1)
+    np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
+    log_p = np.log(counts / counts.sum(1, keepdims=True))  # (prev, next)
+    W = np.zeros((V, k * V))
+    W[:, (k - 1) * V:] = log_p.T  # logit of next c = log p(c | previous character)
+    bigram = {"layers": [["linear", W, np.zeros(V)]]}
+    from coursekit.text.tokenize import CharTokenizer
+    text = np.array(CharTokenizer(list(held_out["vocabulary"])).encode(held_out["text"]))
+    expected = -log_p[text[k - 1:-1], text[k:]].mean() / np.log(2)
+    start = time.process_time()
+    verdict = judges.char_bits(bigram, **held_out)
+    assert time.process_time() - start < 2.0
+    assert f"= {expected:.4g} " in verdict.message and not verdict.passed
+    # unigram frequencies and uniform logits are far above the bar
+    unigram = np.log(np.bincount(ids, minlength=V) + 0.5)
+    for weak in (unigram, np.zeros(V)):
+        flat = {"layers": [["linear", np.zeros((V, k * V)), weak]]}
+        assert not judges.char_bits(flat, **held_out).passed
+    for forged in [{"layers": [["linear", W[:50], np.zeros(50)]]},  # 50 of the 104 ids
+                   {"layers": [["linear", W[:, :V], np.zeros(V)]]},  # reads one character
+                   {"layers": [["linear", np.full_like(W, np.inf), np.zeros(V)]]},
+                   {"bits per character": 0.0}, (W, np.zeros(V))]:
+        assert judges.judge_artefact("char_bits", forged, held_out).malformed
+
 
 FORGE_CHANNEL = """import json, os
 record = {answer}

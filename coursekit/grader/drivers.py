@@ -24,7 +24,7 @@ student's code produced (``the gradient of critic[0].weight``, not ``answer['gra
 from __future__ import annotations
 
 __all__ = ["gan_step", "vae_step", "wgan_gp", "network", "discriminator_net", "vae_nets",
-           "generator_net", "student_call", "answer_names"]
+           "generator_net", "classifier_net", "char_net", "student_call", "answer_names"]
 
 STALE_GRADIENT = 0.5
 
@@ -217,6 +217,27 @@ def generator_net(train, n: int, seed: int) -> dict:
     return network(train(data, int(seed)), "the generator")
 
 
+def classifier_net(train, images, labels, seed: int) -> dict:
+    """Call ``train(images, labels, seed) -> classifier`` on ``(N, D)`` float32 images with
+    ``(N,)`` int64 labels, ``-1`` where the label is hidden, and return the classifier (``(B, D)``
+    images to ``(B, K)`` logits) as arrays (Exercise 6)."""
+    import torch
+
+    images = torch.as_tensor(images, dtype=torch.float32)  # (N, D)
+    labels = torch.as_tensor(labels, dtype=torch.int64)  # (N,)
+    return network(train(images, labels, int(seed)), "the classifier")
+
+
+def char_net(train, ids, vocab_size: int, context: int, seed: int) -> dict:
+    """Call ``train(ids, vocab_size, context, seed) -> model`` on the ``(T,)`` int64 ids of a
+    training text and return the model (``(B, context * vocab_size)`` one-hot codes of the
+    previous characters to ``(B, vocab_size)`` logits) as arrays (Exercise 7)."""
+    import torch
+
+    ids = torch.as_tensor(ids, dtype=torch.int64)  # (T,)
+    return network(train(ids, int(vocab_size), int(context), int(seed)), "the character model")
+
+
 # ------------------------------------------------------- feedback in the student's terms
 
 def _shape(value) -> tuple:
@@ -257,6 +278,8 @@ def student_call(driver: str, function: str, args, kwargs) -> str:
         ...              {})
         'train_discriminator(real=(1000, 1) float32 tensor drawn from N(0, 1^2), fake=(1000, 1) float32 tensor drawn from N(0.5, 1.5^2), seed=0)'
     """
+    import numpy as np
+
     from coursekit.grader.protocol import Shown, describe_call
 
     a = _bound(driver, args, kwargs)
@@ -285,6 +308,15 @@ def student_call(driver: str, function: str, args, kwargs) -> str:
                  "seed": int(a["seed"])}
     elif driver == "vae_nets":
         shown = {"train_levels": _tensor(a["train_levels"], "int64"), "seed": int(a["seed"])}
+    elif driver == "classifier_net":
+        labels = np.asarray(a["labels"])
+        shown = {"images": _tensor(a["images"]),
+                 "labels": f"({len(labels)},) int64 tensor, {int((labels >= 0).sum())} "
+                           f"labels and {int((labels < 0).sum())} hidden (-1)",
+                 "seed": int(a["seed"])}
+    elif driver == "char_net":
+        shown = {"ids": _tensor(a["ids"], "int64"), "vocab_size": int(a["vocab_size"]),
+                 "context": int(a["context"]), "seed": int(a["seed"])}
     elif driver == "generator_net":
         shown = {"data": f"({int(a['n'])}, 1) float32 tensor, half near -2 and half near 2 "
                          "(standard deviation 0.3)", "seed": int(a["seed"])}

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Verdict", "BadArtefact", "forward", "mixture_nll", "discriminator_distance",
-           "vae_elbo", "generator_w1", "ar_nll", "codebook_distortion", "JUDGES",
-           "MAX_PARAMETERS"]
+           "vae_elbo", "generator_w1", "ar_nll", "codebook_distortion", "held_out_accuracy",
+           "char_bits", "JUDGES", "MAX_PARAMETERS"]
 
 MAX_PARAMETERS = 4_000_000   # a network or table the grader agrees to evaluate
 MAX_LAYERS = 16
@@ -307,8 +307,75 @@ def codebook_distortion(artefact, vectors, num_codes: int, limit: float,
                        f"{'reached' if ok else 'NOT reached'}")
 
 
+def held_out_accuracy(artefact, images, labels, limit: float) -> Verdict:
+    """A classifier network ``(B, D)`` images to ``(B, K)`` logits, judged by its accuracy on
+    the held-out ``images`` ``(N, D)`` with ``labels`` ``(N,)`` in ``0 .. K-1`` (Exercise 6):
+    the argmax of the logits must match the label on more than ``limit`` of the images.
+
+    Example:
+        >>> images, labels = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0]]), np.array([0, 1, 1])
+        >>> swap = {"layers": [["linear", np.eye(2), np.zeros(2)]]}  # logit k = pixel k
+        >>> held_out_accuracy(swap, images, labels, 0.5).message
+        'held-out accuracy = 0.6667 (needs > 0.5): reached'
+    """
+    images = np.asarray(images, dtype=np.float64)  # (N, D)
+    labels = np.asarray(labels, dtype=np.int64)  # (N,)
+    K = int(labels.max()) + 1
+    logits = forward(artefact, images, "the classifier")  # (N, K)
+    if logits.shape[1] < K:
+        raise BadArtefact(f"the classifier must map (B, {images.shape[1]}) images to "
+                          f"(B, {K}) logits, one per class, got {logits.shape}")
+    if not np.isfinite(logits).all():
+        raise BadArtefact("the classifier's logits hold NaN or infinite values")
+    accuracy = float((logits.argmax(axis=1) == labels).mean())
+    ok = accuracy > float(limit)
+    return Verdict(ok, f"held-out accuracy = {accuracy:.4f} (needs > {float(limit):g}): "
+                       f"{'reached' if ok else 'NOT reached'}")
+
+
+def char_bits(artefact, text: str, vocabulary: str, context: int, limit: float) -> Verdict:
+    """A character model, a network from the one-hot codes of the ``context`` previous
+    characters to logits over the next one, judged by its bits per character on the held-out
+    ``text`` (Exercise 7).
+
+    The judge encodes ``text`` itself: character ``vocabulary[i]`` has id ``i + 1`` and id 0 is
+    any other character (:class:`coursekit.text.tokenize.CharTokenizer`'s ids for a tokenizer
+    built on the training text). The input of position ``t`` is the concatenation of the
+    ``V``-wide one-hot codes of ids ``t - context .. t - 1``, oldest first, ``(context * V,)``;
+    each character from position ``context`` on is scored by the log-softmax of its logits, in
+    bits.
+
+    Example:
+        >>> flat = {"layers": [["linear", np.zeros((3, 6)), np.zeros(3)]]}  # V = 3, context 2
+        >>> char_bits(flat, "abba", "ab", 2, 1.6).message  # log2 3 = 1.585 bits
+        'held-out bits per character = 1.585 (needs < 1.6): reached'
+    """
+    from coursekit.text.tokenize import CharTokenizer
+
+    k = int(context)
+    tokenizer = CharTokenizer(list(vocabulary))
+    ids = np.asarray(tokenizer.encode(text), dtype=np.int64)  # (T,)
+    V, T = tokenizer.vocab_size, len(ids)
+    if k < 1 or T <= k:
+        raise ValueError(f"need a context of at least 1 and a text longer than it, got "
+                         f"context {k} and {T} characters")
+    positions = np.arange(k, T)  # (N,) the characters scored
+    previous = ids[positions[:, None] - k + np.arange(k)]  # (N, k), oldest first
+    x = np.zeros((len(positions), k * V))  # (N, k V) one-hot codes side by side
+    x[np.arange(len(positions))[:, None], np.arange(k) * V + previous] = 1.0
+    logits = forward(artefact, x, "the character model")  # (N, V)
+    if logits.shape[1] != V:
+        raise BadArtefact(f"the character model must give {V} logits (one per id of the "
+                          f"vocabulary, <unk> included), got {logits.shape[1]}")
+    if not np.isfinite(logits).all():
+        raise BadArtefact("the character model's logits hold NaN or infinite values")
+    log_p = logits - _logsumexp(logits, axis=1)[:, None]  # (N, V) log-softmax, nats
+    bits = float(-log_p[np.arange(len(positions)), ids[positions]].mean() / np.log(2.0))
+    return _below("held-out bits per character", bits, float(limit))
+
+
 JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1,
-                                  ar_nll, codebook_distortion)}
+                                  ar_nll, codebook_distortion, held_out_accuracy, char_bits)}
 
 
 def judge_artefact(name: str, artefact, held_out: dict) -> Verdict:
