@@ -163,12 +163,18 @@ AR_CONFIGS = [dict(arch="causal_conv", channels=8, kernel_size=3),
               dict(arch="made", hidden=16)]
 
 
+def _random_autoregressive(shape, levels: int, kw: dict, seed: int) -> Autoregressive:
+    """An autoregressive model of ``shape`` with randomised weights (seeded), no dropout."""
+    torch.manual_seed(seed)
+    model = Autoregressive(AutoregressiveConfig(data_shape=shape, num_levels=levels,
+                                                dropout=0.0, **kw))
+    _randomise(model, seed=seed, scale=1.0)
+    return model
+
+
 @pytest.mark.parametrize("kw", AR_CONFIGS, ids=["causal_conv", "made"])
 def test_autoregressive_model_is_normalised_on_2x2_binary_images(kw):
-    torch.manual_seed(5)
-    model = Autoregressive(AutoregressiveConfig(data_shape=(1, 2, 2), num_levels=2,
-                                                dropout=0.0, **kw)).double()
-    _randomise(model, seed=5, scale=1.0)
+    model = _random_autoregressive((1, 2, 2), 2, kw, seed=5).double()
     images = torch.tensor(list(itertools.product([0, 1], repeat=4))).view(16, 1, 2, 2)
     p = model.log_prob({"levels": images}).exp()
     assert abs(p.sum().item() - 1) < 1e-12
@@ -177,10 +183,7 @@ def test_autoregressive_model_is_normalised_on_2x2_binary_images(kw):
 
 @pytest.mark.parametrize("kw", AR_CONFIGS, ids=["causal_conv", "made"])
 def test_output_i_is_independent_of_inputs_from_i_on(kw):
-    torch.manual_seed(6)
-    model = Autoregressive(AutoregressiveConfig(data_shape=(1, 4, 4), num_levels=5,
-                                                dropout=0.0, **kw)).eval()
-    _randomise(model, seed=6, scale=1.0)
+    model = _random_autoregressive((1, 4, 4), 5, kw, seed=6).eval()
     g = torch.Generator().manual_seed(0)
     base = torch.randint(0, 5, (1, 1, 4, 4), generator=g)
     logits = model.logits(base).flatten(2)                     # (1, L, D)
