@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import classroom
-from coursekit.grader import judges, protocol, sandbox
-from coursekit.grader.tasks import ROOT, load_exercise
+from coursekit.grader import judges, protocol, sandbox, tasks
+from coursekit.grader.tasks import ROOT, exercise_names, load_exercise
 
 NO_SANDBOX = sandbox.mode() == "none" and os.environ.get("CI", "") not in ("1", "true")
 needs_sandbox = pytest.mark.skipif(NO_SANDBOX, reason="no sandbox can be built here: "
@@ -72,6 +72,24 @@ def test_held_out_inputs_never_reach_the_sandbox():
         held = protocol.encode(c.held_out["levels"])["__ndarray__"]
         assert held not in spec
     assert "held_out" not in spec and "limit" not in spec
+
+
+@pytest.mark.parametrize("name", exercise_names())
+def test_the_wire_form_is_built_from_the_task(name):
+    """The sandbox is told the allow-listed fields only; the committed public file is exactly
+    ``Task.to_wire`` of the exercise's tasks with the recorded answers (one schema, not two)."""
+    public = json.loads((ROOT / "coursekit/grader/public" / f"{name}.json").read_text())
+    exercise = load_exercise(name)
+    assert [t["id"] for t in public["tasks"]] == [t.id for t in exercise.tasks]
+    for task, entry in zip(exercise.tasks, public["tasks"]):
+        spec = task.to_wire()
+        assert set(spec) == {*tasks.SANDBOX_FIELDS, "cases"}
+        assert all(set(c) == {"args", "kwargs", "public"} for c in spec["cases"])
+        answers = [protocol.decode(c["expected"]) if "expected" in c else None
+                   for c in entry["cases"]]
+        assert json.loads(json.dumps(task.to_wire(answers), sort_keys=True)) == entry
+        with pytest.raises(ValueError, match="public cases but"):
+            task.to_wire(answers + [None])
 
 
 def reference_training(name: str, task_id: str):

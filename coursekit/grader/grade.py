@@ -218,7 +218,7 @@ class Grader:
 
     def __init__(self, limits: Limits, *, checks_dir: Path | None = None,
                  solutions: Path = SOLUTIONS, jobs: int = 1, unsafe: bool = False,
-                 cache_dir: Path | None = None, secret: bytes | None = None, **_ignored):
+                 cache_dir: Path | None = None, secret: bytes | None = None):
         self.limits, self.checks_dir, self.solutions = limits, checks_dir, Path(solutions)
         self.unsafe, self.cache_dir = unsafe, cache_dir  # cache: refcache.py
         self.secret = secret  # the course secret of per-student variants (variants.py)

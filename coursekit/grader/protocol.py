@@ -240,27 +240,16 @@ def loads(data: bytes | str, max_bytes: int = MAX_RECORD_BYTES, max_depth: int =
 # ------------------------------------------------------------------------------ task schema
 
 def task_spec(task) -> dict:
-    """What the sandboxed process needs to make a task's calls: no expected answers, no
-    judge and none of a case's ``held_out`` inputs (they stay in the grader)."""
-    return {"id": task.id, "function": task.function, "torch": task.torch,
-            "driver": task.driver, "differentiable": bool(task.differentiable),
-            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
-                       "public": bool(c.public)} for c in task.cases]}
+    """What the sandboxed process needs to make a task's calls (``Task.to_wire()``): no
+    expected answers, no judge and none of a case's ``held_out`` inputs (they stay in the
+    grader)."""
+    return task.to_wire()
 
 
 def public_spec(task, expected: list) -> dict:
-    """A task's public cases with the reference answers ``expected`` (one per public case)."""
-    public = [c for c in task.cases if c.public]
-    if len(expected) != len(public):
-        raise ValueError(f"task {task.id!r}: {len(public)} public cases but {len(expected)} "
-                         "answers")
-    return {"id": task.id, "function": task.function, "title": task.title,
-            "points": task.points, "rtol": task.rtol, "atol": task.atol, "torch": task.torch,
-            "driver": task.driver, "differentiable": bool(task.differentiable),
-            "hint": task.hint, **({"judge": task.judge} if task.judge else {}),
-            "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
-                       **({"held_out": encode(dict(c.held_out))} if task.judge else
-                          {"expected": encode(e)})} for c, e in zip(public, expected)]}
+    """A task's public cases with the reference answers ``expected`` (one per public case):
+    ``Task.to_wire(expected)``."""
+    return task.to_wire(expected)
 
 
 # ------------------------------------------------------------------------------ one call

@@ -549,7 +549,7 @@ class _Reader(threading.Thread):
 
 
 def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = None, *,
-                 unsafe: bool = False, **_ignored) -> RunResult:
+                 unsafe: bool = False) -> RunResult:
     """Run ``cells`` then every case of ``tasks`` (``protocol.task_spec`` dicts) in the sandbox.
 
     Args:

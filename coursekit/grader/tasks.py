@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 __all__ = ["Case", "Task", "Exercise", "case", "compare", "check", "summary", "load_exercise",
@@ -52,6 +52,11 @@ def case(*args, public: bool = False, held_out: dict | None = None, hint: str = 
     case when it fails, never its inputs."""
     return Case(args=tuple(args), kwargs=dict(kwargs), public=public,
                 held_out=dict(held_out or {}), hint=str(hint))
+
+
+# What the sandboxed process is told of a task (Task.to_wire): only what it needs to make the
+# calls. An allow-list, so that a field added to Task stays on the trusted side by default.
+SANDBOX_FIELDS = ("id", "function", "torch", "driver", "differentiable")
 
 
 @dataclass
@@ -93,9 +98,35 @@ class Task:
 
     def spec(self) -> dict:
         """What the sandboxed process needs to make the calls (no expected answers)."""
-        from coursekit.grader.protocol import task_spec
+        return self.to_wire()
 
-        return task_spec(self)
+    def to_wire(self, expected: list | None = None) -> dict:
+        """The task as JSON-ready data, built from its fields.
+
+        ``expected`` None: what the sandboxed process needs to make the calls, the fields of
+        ``SANDBOX_FIELDS`` and each case's inputs; no answer, no judge, no hint and none of a
+        case's ``held_out`` inputs (they stay in the grader). A list of the reference's answers,
+        one per public case: the public file's entry (every field but the grader's own
+        ``cases`` and ``uses``), with the public cases and their answers, or, for a judged
+        task, their ``held_out`` inputs (public data the student's checks judge locally).
+        """
+        from coursekit.grader.protocol import encode
+
+        if expected is None:
+            return {**{name: getattr(self, name) for name in SANDBOX_FIELDS},
+                    "differentiable": bool(self.differentiable),
+                    "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
+                               "public": bool(c.public)} for c in self.cases]}
+        public = [c for c in self.cases if c.public]
+        if len(expected) != len(public):
+            raise ValueError(f"task {self.id!r}: {len(public)} public cases but "
+                             f"{len(expected)} answers")
+        head = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("cases", "uses") and not (f.name == "judge" and not self.judge)}
+        return {**head, "differentiable": bool(self.differentiable),
+                "cases": [{"args": encode(tuple(c.args)), "kwargs": encode(dict(c.kwargs)),
+                           **({"held_out": encode(dict(c.held_out))} if self.judge else
+                              {"expected": encode(e)})} for c, e in zip(public, expected)]}
 
 
 @dataclass
