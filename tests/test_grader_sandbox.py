@@ -329,3 +329,35 @@ def test_the_reader_keeps_bounded_lines_and_what_is_dropped_costs_nothing():
     reader.run()
     assert reader.lines == [b"bbbbb", b"ccccccc"] and reader.kept == 12
     assert reader.dropped == 3  # too long, past the total, and an unfinished last line
+
+
+def test_a_delegated_scope_gets_the_runs_limits_and_is_probed_with_them(monkeypatch):
+    """As an ordinary user, a run goes into a transient systemd scope (a delegated cgroup) only
+    where one with the very same properties was created in a probe; otherwise the watchdog."""
+    args = sandbox._scope_args(sandbox.Limits(memory_mb=512, processes=32, cpus=0.5))
+    assert args[:3] == ["systemd-run", "--user", "--scope"] and args[-1] == "--"
+    assert dict(a.split("=", 1) for a in args if "=" in a) == {
+        "MemoryMax": "512M", "MemorySwapMax": "0", "TasksMax": "32", "CPUQuota": "50%"}
+    assert not set(sandbox._scope_environment()) - {"PATH", "XDG_RUNTIME_DIR",
+                                                   "DBUS_SESSION_BUS_ADDRESS"}
+    calls = []
+
+    def fake_run(command, returncode, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, returncode)
+
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: f"/usr/bin/{name}")
+    try:
+        for returncode in (0, 1):
+            sandbox.user_scope_works.cache_clear()
+            monkeypatch.setattr(sandbox.subprocess, "run",
+                                lambda command, **kw: fake_run(command, returncode, **kw))
+            assert sandbox.user_scope_works() is (returncode == 0)
+            probe = sandbox._scope_args(sandbox.Limits(memory_mb=64, processes=8, cpus=1.0))
+            assert calls[-1] == probe + ["/bin/true"]
+        sandbox.user_scope_works.cache_clear()
+        monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)  # no systemd at all
+        assert sandbox.user_scope_works() is False
+    finally:
+        sandbox.user_scope_works.cache_clear()

@@ -25,7 +25,10 @@ come from an unprivileged user namespace (``--unshare-user``, nested ones disabl
 limit (``RLIMIT_NPROC``) then counts per user namespace, so per run; memory over all the run's
 processes (their proportional set size) and CPU time over all of them are enforced by a watchdog
 in the grader that polls every 0.2 s (the largest process is killed past the memory limit, the
-whole run past the CPU budget). A CPU *share* is not enforceable without cgroups.
+whole run past the CPU budget). A CPU *share* is not enforceable without cgroups: where the
+user's systemd instance delegates one (``systemd-run --user --scope`` works, see
+:func:`user_scope_works`), each run goes into its own transient scope with the memory, process
+and CPU limits a root cgroup gets, and the watchdog stays on beside it.
 
 Where bubblewrap cannot build the sandbox (not installed, user namespaces refused), nothing is
 graded unless ``unsafe=True`` (``grade --unsafe``): then the worker runs with rlimits and a
@@ -278,9 +281,12 @@ def isolation() -> str:
     if how == "user":
         return ("bubblewrap in an unprivileged user namespace: allowlisted read-only "
                 "filesystem, private tmpfs /tmp and /dev/shm, IPC/PID/network namespaces, "
-                + _filter() + "; processes per run (RLIMIT_NPROC per namespace); best-effort: "
-                "a watchdog on the run's memory (PSS) and CPU time (children's included), no "
-                "CPU share (needs cgroups)")
+                + _filter() + "; " + (
+                    "a delegated cgroup per run (systemd-run --user --scope): memory and "
+                    "processes of the whole run, CPU quota" if user_scope_works() else
+                    "processes per run (RLIMIT_NPROC per namespace); best-effort: a watchdog "
+                    "on the run's memory (PSS) and CPU time (children's included), no CPU "
+                    "share (needs cgroups: none is delegated to this user)"))
     return ("NONE: bubblewrap cannot build a sandbox here (install bubblewrap, allow user "
             "namespaces, or run as root); --unsafe runs student code as the grader's user with "
             "rlimits and a time limit only: it can read the solutions and change the results")
@@ -293,6 +299,43 @@ def _filter() -> str:
 
 def _fresh_uid() -> int:
     return UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0])
+
+
+# ------------------------------------------------------------------------- a delegated scope
+
+def _scope_args(limits: Limits) -> list[str]:
+    """``systemd-run`` arguments that put one run in a transient scope of the user's systemd
+    instance, a cgroup delegated to this user, with the limits a root cgroup gets. Scope mode
+    registers the scope and then executes the command in place (same process, so bubblewrap's
+    die-with-parent still refers to the grader)."""
+    return ["systemd-run", "--user", "--scope", "--quiet", "--collect",
+            "-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0",
+            "-p", f"TasksMax={limits.processes}",
+            "-p", f"CPUQuota={max(1, round(limits.cpus * 100))}%", "--"]
+
+
+def _scope_environment() -> dict:
+    """What ``systemd-run --user`` needs to reach the user's manager (bubblewrap then clears the
+    environment with ``--clearenv``, so none of it enters the sandbox)."""
+    return {"PATH": "/usr/bin:/bin",
+            **{key: os.environ[key] for key in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")
+               if key in os.environ}}
+
+
+@functools.lru_cache(maxsize=1)
+def user_scope_works() -> bool:
+    """Whether an ordinary user can have a delegated cgroup per run here: ``systemd-run --user
+    --scope`` with the same properties as a real run succeeds (it needs a user systemd
+    instance, which containers and many CI machines lack). Root uses its own cgroups."""
+    if os.geteuid() == 0 or shutil.which("systemd-run") is None:
+        return False
+    probe = Limits(memory_mb=64, processes=8, cpus=1.0)
+    try:
+        done = subprocess.run(_scope_args(probe) + ["/bin/true"], capture_output=True,
+                              timeout=20, stdin=subprocess.DEVNULL, env=_scope_environment())
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 # ------------------------------------------------------------------------------------ cgroups
@@ -605,6 +648,13 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
             command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; '
                        'shift; done; shift; exec "$@"', "sh", *cgroup.procs, "--", *command]
             result.limits = f"cgroup {_Cgroup.available()} (memory, processes, CPU quota)"
+        elif not as_root and user_scope_works():
+            # the delegated cgroup enforces memory, processes and a CPU quota; the watchdog
+            # below stays on as a second line (CPU time, and memory the scope may not see)
+            command = _scope_args(limits) + command
+            env = _scope_environment()
+            result.limits = ("delegated cgroup (systemd-run --user --scope: memory, processes, "
+                             "CPU quota) and the watchdog")
         else:
             result.limits = "watchdog (memory, CPU time), RLIMIT_NPROC per namespace"
     watchdog = None

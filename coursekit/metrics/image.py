@@ -96,16 +96,28 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float,
     # (then x is checked in full, to name the fault). A slight overshoot of x passes: PSNR is
     # defined for it, as in scikit-image, which checks neither.
     data_range = _check_pair(x, y, data_range, ranged=("y",))
+    if reduction not in ("none", "mean", "pooled"):
+        raise ValueError(f"reduction must be one of ['none', 'mean', 'pooled'], got "
+                         f"{reduction!r}")
+    if mask is None and len(x) == 1 and x.dtype == torch.float64 \
+            and not (x.requires_grad or y.requires_grad):
+        # One image (scikit-image's case): the difference, one dot product, and the rest in
+        # Python floats. On a 512x512 image the two passes and the reference's range check are
+        # about 80 % of the call; each further tensor operation on a one-element tensor would
+        # cost microseconds (measured in benchmarks/metrics_speed.py).
+        diff = (x - y).view(-1)  # (C*H*W,)
+        mse = float(torch.dot(diff, diff)) / diff.numel()
+        if not mse <= data_range**2 * (1 + 1e-6):  # NaN compares False too
+            _check_range("x", x, data_range)
+        value = math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
+        return torch.tensor([value] if reduction == "none" else value, dtype=torch.float64)
     if mask is not None:
         mse = _masked_mse(x, y, mask)
     else:
         B, n = len(x), x[0].numel()
         # The difference in the input dtype (as scikit-image does), squares summed in float64.
         diff = (x - y).reshape(B, n)  # (B, C*H*W)
-        if B == 1 and diff.dtype == torch.float64:  # one image: a dot product, one pass
-            mse = torch.dot(diff[0], diff[0]).view(1) / n
-        else:
-            mse = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64).square() / n  # (B,)
+        mse = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64).square() / n  # (B,)
     if not bool(torch.all(mse <= data_range**2 * (1 + 1e-6))):  # NaN compares False too
         _check_range("x", x, data_range)
     return _reduce_psnr(mse, data_range, reduction)
