@@ -555,6 +555,29 @@ def test_short_lived_children_count_against_the_cpu_budget():
     assert process.returncode == -9  # stopped, not finished (400 x 0.05 s = 20 s of CPU)
 
 
+def test_a_farm_of_processes_over_the_memory_limit_stops_the_whole_run():
+    """The user mode's watchdog kills the largest process past the memory limit, as a cgroup
+    does; a run that replaces each killed process and stays over is stopped whole."""
+    farm = ("import os, time\nwhile True:\n    if os.fork() == 0:\n"
+            "        hog = bytearray(40 << 20)\n"
+            "        for i in range(0, len(hog), 4096):\n            hog[i] = 1\n"
+            "        time.sleep(30)\n        os._exit(0)\n    time.sleep(0.05)\n")
+    process = subprocess.Popen([sys.executable, "-c", farm], start_new_session=True)
+    watchdog = sandbox._Watchdog(process.pid, sandbox.Limits(memory_mb=100))
+    watchdog.start()
+    try:
+        process.wait(timeout=60)
+    finally:
+        watchdog.stop.set()
+        watchdog.join()
+        try:
+            os.killpg(process.pid, 9)  # the hogs the watchdog left (it kills the run's root)
+        except OSError:
+            pass
+    assert watchdog.memory_stopped and watchdog.memory_kills == sandbox.MEMORY_KILLS
+    assert process.returncode == -9
+
+
 @needs_sandbox
 def test_public_feedback_never_holds_hidden_inputs():
     cell = ("import gc\ndef f(x):\n    found = [o for o in gc.get_objects()\n"

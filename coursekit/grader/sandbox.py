@@ -24,8 +24,9 @@ the cgroup is killed and the cgroup removed. Without root the same filesystem an
 come from an unprivileged user namespace (``--unshare-user``, nested ones disabled); the process
 limit (``RLIMIT_NPROC``) then counts per user namespace, so per run; memory over all the run's
 processes (their proportional set size) and CPU time over all of them are enforced by a watchdog
-in the grader that polls every 0.2 s (the largest process is killed past the memory limit, the
-whole run past the CPU budget). A CPU *share* is not enforceable without cgroups: where the
+in the grader that polls every 0.2 s (the largest process is killed past the memory limit, and
+the whole run if it stays over after ``MEMORY_KILLS`` kills; the whole run past the CPU
+budget). A CPU *share* is not enforceable without cgroups: where the
 user's systemd instance delegates one (``systemd-run --user --scope`` works, see
 :func:`user_scope_works`), each run goes into its own transient scope with the memory, process
 and CPU limits a root cgroup gets, and the watchdog stays on beside it.
@@ -505,6 +506,12 @@ def _pss_and_cpu(pid: int) -> tuple[int, float, float]:
     return pss, cpu, children
 
 
+# Past the memory limit the watchdog kills the largest process, as a cgroup's OOM killer does;
+# a run still over the limit after this many kills (processes spawned to replace the killed
+# ones) is stopped whole.
+MEMORY_KILLS = 3
+
+
 class _Watchdog(threading.Thread):
     """Memory (PSS) over all of a run's processes, and their CPU time, where no cgroup counts.
 
@@ -518,7 +525,7 @@ class _Watchdog(threading.Thread):
         super().__init__(daemon=True)
         self.root_pid, self.limits = root_pid, limits
         self.stop = threading.Event()
-        self.memory_kills, self.cpu_exceeded = 0, False
+        self.memory_kills, self.memory_stopped, self.cpu_exceeded = 0, False, False
         self.cpu_budget = limits.timeout * limits.cpus + 5.0
         self.dead_cpu: dict[int, float] = {}
         self.cpu_used = 0.0
@@ -538,6 +545,12 @@ class _Watchdog(threading.Thread):
                     _kill(pid)
                 return
             if sum(u[0] for u in usage.values()) > limit and pids:
+                if self.memory_kills >= MEMORY_KILLS:  # a farm of processes: the whole run
+                    self.memory_stopped = True
+                    for pid in [*pids, self.root_pid]:
+                        _kill(pid)
+                    return
+                # the largest process first, as the kernel does in a cgroup over its limit
                 _kill(max(pids, key=lambda p: usage[p][0]))
                 self.memory_kills += 1
 
@@ -701,7 +714,12 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
         out.join(10)
         err.join(10)
         if watchdog is not None:
-            if watchdog.memory_kills:
+            if watchdog.memory_stopped:
+                result.problems.append(f"the run's processes stayed over the "
+                                       f"{limits.memory_mb} MiB memory limit after "
+                                       f"{watchdog.memory_kills} were killed, and the run was "
+                                       "stopped")
+            elif watchdog.memory_kills:
                 result.problems.append(f"the run's processes went over the {limits.memory_mb} "
                                        f"MiB memory limit ({watchdog.memory_kills} killed)")
             if watchdog.cpu_exceeded:
