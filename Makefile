@@ -10,7 +10,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 JOBS   ?= 2
 # tests/, coursekit/ (its docstring examples) and every folder that holds notebooks (nbval)
-NOTEBOOK_DIRS = tests coursekit $(wildcard book solutions exercises)
+NOTEBOOK_DIRS = tests coursekit tools $(wildcard book solutions exercises)
 # Offline first: the loaders never try the network in the book build or the tests.
 export COURSEKIT_OFFLINE = 1
 # The course's models are small: one thread per process trains them fastest, and the tests run two
@@ -34,7 +34,7 @@ book: setup
 
 # The book without its Solutions part, for a class whose students should not see them.
 book-students: setup
-	$(PY) -m coursekit.grader.toc
+	$(PY) tools/toc.py
 	$(VENV)/bin/jupyter-book build . --toc _build/_toc_nosolutions.yml --path-output _build/students \
 		-W -n --keep-going
 	@echo "The students' book is at $(CURDIR)/_build/students/_build/html/index.html"
@@ -48,7 +48,7 @@ pdf: setup
 	@echo "The book as one PDF: $(CURDIR)/_build/pdf/book.pdf"
 
 pdf-students: setup
-	$(PY) -m coursekit.grader.toc
+	$(PY) tools/toc.py
 	$(VENV)/bin/jupyter-book build . --builder pdflatex --toc _build/_toc_nosolutions.yml \
 		--path-output _build/students
 	mkdir -p _build/pdf && cp _build/students/_build/latex/book.pdf _build/pdf/book-students.pdf
@@ -64,7 +64,7 @@ test: setup
 		$(NOTEBOOK_DIRS)
 
 unit: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadscope tests coursekit
+	$(PY) -m pytest -n $(JOBS) --dist loadscope tests coursekit tools
 
 # The exercises in JupyterLab, with this checkout's coursekit in the kernel (check() works).
 lab: setup

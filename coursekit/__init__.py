@@ -12,7 +12,9 @@ Small, readable, tested pieces that the chapters import instead of repeating. Th
 - per chapter, procedures and baselines: ``cleaning`` and ``mixture`` (1), ``features`` (5),
   ``fewlabels`` and ``zeroshot`` (6), ``text/`` (7), ``apps/`` (8), ``copies`` (9-10),
   ``risks/`` (10);
-- ``grader/``: exercises from solutions and their grading; ``notebooks.py``: book tooling.
+- ``grader/``: exercises from solutions and their grading; ``notebooks.py``: the notebooks'
+  pairing and install cell, which ``coursekit assign`` needs (the book's own build tools are in
+  the repository's ``tools/``).
 
 Importing does nothing but define names: the top-level helpers below are loaded on first use, so
 ``import coursekit`` does not import torch.

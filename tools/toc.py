@@ -1,6 +1,6 @@
 """A table of contents without the Solutions part, for a book students may see (exercises part).
 
-``python -m coursekit.grader.toc`` reads ``_toc.yml`` and writes ``_build/_toc_nosolutions.yml``,
+``python tools/toc.py`` (``make book-students``, ``make pdf-students``) reads ``_toc.yml`` and writes ``_build/_toc_nosolutions.yml``,
 the same parts without the one captioned "Solutions". Build the book from it with::
 
     jupyter-book build . --toc _build/_toc_nosolutions.yml
@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["without_solutions", "main"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CAPTION = "Solutions"
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     out = ROOT / "_build" / "_toc_nosolutions.yml"
     out.parent.mkdir(exist_ok=True)
-    out.write_text("# Written by python -m coursekit.grader.toc from _toc.yml: do not edit.\n"
+    out.write_text("# Written by python tools/toc.py from _toc.yml: do not edit.\n"
                    + yaml.safe_dump(without_solutions(toc), sort_keys=False), encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
