@@ -9,6 +9,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 JOBS   ?= 2
+# tools/execute_book.py runs JOBS of the book's notebooks at once into the build's cache, which
+# jupyter-book (one page at a time) then reads
 # tests/, coursekit/ (its docstring examples) and every folder that holds notebooks (nbval)
 NOTEBOOK_DIRS = tests coursekit tools $(wildcard book solutions exercises)
 # Offline first: the loaders never try the network in the book build or the tests.
@@ -29,6 +31,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: setup
+	$(PY) tools/execute_book.py --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
@@ -58,6 +61,7 @@ sync: setup
 	$(PY) -m coursekit.notebooks sync
 
 test: setup
+	$(PY) tools/execute_book.py --jobs $(JOBS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	$(PY) -m pytest -n $(JOBS) --dist loadscope --timeout=1200 \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
