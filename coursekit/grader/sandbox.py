@@ -604,6 +604,112 @@ class _Reader(threading.Thread):
         self.stream.close()
 
 
+@dataclass
+class _Launch:
+    """How one run starts: its command, folder and environment, and what holds it."""
+
+    command: list
+    cwd: str
+    env: dict
+    limits: str                        # what holds the run, in words (RunResult.limits)
+    cgroup: _Cgroup | None = None      # as root: the run's cgroup (no watchdog then)
+    tmp: str | None = None             # the unsafe mode's private folder, removed at the end
+    filter_fd: int | None = None       # the seccomp program, which bubblewrap reads
+
+
+def _job(cells: list[str], limits: Limits) -> dict:
+    """What the worker is told first: the cells, the time limits and its rlimits."""
+    rlimits = {"RLIMIT_AS": limits.address_space_mb * 2**20, "RLIMIT_NPROC": limits.processes,
+               "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
+               "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
+    return {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
+            "rlimits": rlimits, "trusted": bool(limits.trusted)}
+
+
+def _launch(how: str, limits: Limits, job: dict) -> _Launch:
+    """The command that runs the worker in mode ``how`` (``mode()``), with what holds it."""
+    python = [sys.executable, "-I", str(WORKER)]
+    if how == "none":  # --unsafe: a private folder and rlimits, nothing more
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="coursekit-unsafe-")
+        os.makedirs(os.path.join(tmp, "work"))
+        job["rlimits"]["RLIMIT_NPROC"] = limits.processes + _user_tasks(os.getuid())
+        return _Launch(python, os.path.join(tmp, "work"), _environment(tmp),
+                       "UNSAFE: rlimits per process and a wall-clock limit only", tmp=tmp)
+    as_root = how == "root"
+    command, filter_fd = _bwrap_args(limits, as_root), None
+    if seccomp_works():
+        filter_fd, write = os.pipe()
+        os.write(write, seccomp_program())
+        os.close(write)
+        command += ["--seccomp", str(filter_fd)]
+    command += ["--"] + (_drop(_fresh_uid()) if as_root else []) + python
+    launch = _Launch(command, "/", {"PATH": "/usr/bin:/bin"},
+                     "watchdog (memory, CPU time), RLIMIT_NPROC per namespace",
+                     filter_fd=filter_fd)
+    if as_root and _Cgroup.available():
+        launch.cgroup = _Cgroup(limits)
+        launch.command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; '
+                          'shift; done; shift; exec "$@"', "sh", *launch.cgroup.procs, "--",
+                          *command]
+        launch.limits = f"cgroup {_Cgroup.available()} (memory, processes, CPU quota)"
+    elif not as_root and user_scope_works():
+        # the delegated cgroup enforces memory, processes and a CPU quota; the watchdog stays on
+        # as a second line (CPU time, and memory the scope may not see)
+        launch.command = _scope_args(limits) + command
+        launch.env = _scope_environment()
+        launch.limits = ("delegated cgroup (systemd-run --user --scope: memory, processes, CPU "
+                         "quota) and the watchdog")
+    return launch
+
+
+def _sweep(process, watchdog: _Watchdog | None, cgroup: _Cgroup | None, limits: Limits,
+           result: RunResult) -> None:
+    """Kill whatever is left of a run: the PID namespace dies with bwrap's init; the run's
+    processes, its cgroup and its session are swept as well (the unsafe mode has only these)."""
+    if watchdog is not None:
+        watchdog.stop.set()
+        for pid in _descendants(process.pid):
+            _kill(pid)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if cgroup is not None:
+        oom = cgroup.oom_kills()
+        cgroup.kill_and_remove()
+        if oom:
+            result.problems.append(f"the run's processes went over the {limits.memory_mb} "
+                                   f"MiB memory limit ({oom} killed)")
+
+
+def _report(result: RunResult, tasks: list[dict], out: _Reader, err: _Reader,
+            watchdog: _Watchdog | None, limits: Limits) -> None:
+    """The run's records into ``result``, and each limit it hit, in words."""
+    if watchdog is not None:
+        if watchdog.memory_stopped:
+            result.problems.append(f"the run's processes stayed over the {limits.memory_mb} MiB "
+                                   f"memory limit after {watchdog.memory_kills} were killed, and "
+                                   "the run was stopped")
+        elif watchdog.memory_kills:
+            result.problems.append(f"the run's processes went over the {limits.memory_mb} "
+                                   f"MiB memory limit ({watchdog.memory_kills} killed)")
+        if watchdog.cpu_exceeded:
+            result.problems.append("the run used more than its CPU time budget "
+                                   f"({watchdog.cpu_budget:g} s) and was stopped")
+    _collect(out.lines, tasks, result)
+    if out.dropped:
+        result.problems.append(f"{out.dropped} record(s) over {MAX_LINE >> 20} MiB, or past "
+                               f"{MAX_TOTAL >> 20} MiB in all, were dropped unread")
+    if not result.started:
+        tail = b"\n".join(err.lines)[-500:].decode("utf-8", "replace")
+        result.problems.append("the sandbox did not start: " + _clean(tail))
+    if result.timed_out:
+        result.problems.append(f"the notebook ran past the {limits.timeout:g} s time limit "
+                               "and was stopped")
+
+
 def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = None, *,
                  unsafe: bool = False) -> RunResult:
     """Run ``cells`` then every case of ``tasks`` (``protocol.task_spec`` dicts) in the sandbox.
@@ -625,121 +731,44 @@ def run_notebook(cells: list[str], tasks: list[dict], limits: Limits | None = No
     how = mode()
     if how == "none" and not unsafe:
         raise NoIsolation(isolation())
-    started = time.monotonic()
-    result = RunResult()
-    rlimits = {"RLIMIT_AS": limits.address_space_mb * 2**20, "RLIMIT_NPROC": limits.processes,
-               "RLIMIT_CPU": int(limits.timeout * 2 + 10), "RLIMIT_FSIZE": limits.file_mb * 2**20,
-               "RLIMIT_NOFILE": limits.open_files, "RLIMIT_CORE": 0}
-    job = {"cells": list(cells), "timeout": limits.timeout, "cells_share": limits.cells_share,
-           "rlimits": rlimits, "trusted": bool(limits.trusted)}
+    started, result = time.monotonic(), RunResult()
+    job = _job(cells, limits)
     calls = [dict(task, index=i) for i, task in enumerate(tasks)]
-    python = [sys.executable, "-I", str(WORKER)]
-    cgroup, tmp, filter_fd = None, None, None
-    if how == "none":  # --unsafe: a private folder and rlimits, nothing more
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="coursekit-unsafe-")
-        os.makedirs(os.path.join(tmp, "work"))
-        command, cwd, env = python, os.path.join(tmp, "work"), _environment(tmp)
-        job["rlimits"]["RLIMIT_NPROC"] = limits.processes + _user_tasks(os.getuid())
-        result.limits = "UNSAFE: rlimits per process and a wall-clock limit only"
-    else:
-        as_root = how == "root"
-        command = _bwrap_args(limits, as_root)
-        if seccomp_works():
-            filter_fd, write = os.pipe()
-            os.write(write, seccomp_program())
-            os.close(write)
-            command += ["--seccomp", str(filter_fd)]
-        command += ["--"]
-        if as_root:
-            command += _drop(_fresh_uid())
-        command += python
-        cwd, env = "/", {"PATH": "/usr/bin:/bin"}
-        if as_root and _Cgroup.available():
-            cgroup = _Cgroup(limits)
-            command = ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; '
-                       'shift; done; shift; exec "$@"', "sh", *cgroup.procs, "--", *command]
-            result.limits = f"cgroup {_Cgroup.available()} (memory, processes, CPU quota)"
-        elif not as_root and user_scope_works():
-            # the delegated cgroup enforces memory, processes and a CPU quota; the watchdog
-            # below stays on as a second line (CPU time, and memory the scope may not see)
-            command = _scope_args(limits) + command
-            env = _scope_environment()
-            result.limits = ("delegated cgroup (systemd-run --user --scope: memory, processes, "
-                             "CPU quota) and the watchdog")
-        else:
-            result.limits = "watchdog (memory, CPU time), RLIMIT_NPROC per namespace"
+    launch = _launch(how, limits, job)
+    result.limits = launch.limits
     watchdog = None
     try:
         try:
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       start_new_session=True,
-                                       pass_fds=() if filter_fd is None else (filter_fd,))
+            process = subprocess.Popen(launch.command, cwd=launch.cwd, env=launch.env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, start_new_session=True,
+                                       pass_fds=(() if launch.filter_fd is None
+                                                 else (launch.filter_fd,)))
         finally:
-            if filter_fd is not None:
-                os.close(filter_fd)
+            if launch.filter_fd is not None:
+                os.close(launch.filter_fd)
         out = _Reader(process.stdout, MAX_LINE, MAX_TOTAL)
         err = _Reader(process.stderr, 4096, 2**16)
         out.start()
         err.start()
-        if cgroup is None:
+        if launch.cgroup is None:
             watchdog = _Watchdog(process.pid, limits)
             watchdog.start()
-        feeder = threading.Thread(target=_feed, args=(process, job, calls, out),
-                                  daemon=True)
-        feeder.start()
+        threading.Thread(target=_feed, args=(process, job, calls, out), daemon=True).start()
         try:
             process.wait(timeout=limits.timeout + GRACE)
         except subprocess.TimeoutExpired:
             result.timed_out = True
-        # whatever is left: the PID namespace dies with bwrap's init; the run's processes, its
-        # cgroup and its session are swept as well (the unsafe mode has only these)
-        if watchdog is not None:
-            watchdog.stop.set()
-            for pid in _descendants(process.pid):
-                _kill(pid)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        if cgroup is not None:
-            oom = cgroup.oom_kills()
-            cgroup.kill_and_remove()
-            if oom:
-                result.problems.append(f"the run's processes went over the {limits.memory_mb} "
-                                       f"MiB memory limit ({oom} killed)")
+        _sweep(process, watchdog, launch.cgroup, limits, result)
         process.wait()
         out.join(10)
         err.join(10)
-        if watchdog is not None:
-            if watchdog.memory_stopped:
-                result.problems.append(f"the run's processes stayed over the "
-                                       f"{limits.memory_mb} MiB memory limit after "
-                                       f"{watchdog.memory_kills} were killed, and the run was "
-                                       "stopped")
-            elif watchdog.memory_kills:
-                result.problems.append(f"the run's processes went over the {limits.memory_mb} "
-                                       f"MiB memory limit ({watchdog.memory_kills} killed)")
-            if watchdog.cpu_exceeded:
-                result.problems.append("the run used more than its CPU time budget "
-                                       f"({watchdog.cpu_budget:g} s) and was stopped")
-        _collect(out.lines, tasks, result)
-        if out.dropped:
-            result.problems.append(f"{out.dropped} record(s) over {MAX_LINE >> 20} MiB, or past "
-                                   f"{MAX_TOTAL >> 20} MiB in all, were dropped unread")
-        if not result.started:
-            tail = b"\n".join(err.lines)[-500:].decode("utf-8", "replace")
-            result.problems.append("the sandbox did not start: " + _clean(tail))
-        if result.timed_out:
-            result.problems.append(f"the notebook ran past the {limits.timeout:g} s time limit "
-                                   "and was stopped")
+        _report(result, tasks, out, err, watchdog, limits)
     finally:
         if watchdog is not None:
             watchdog.stop.set()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if launch.tmp:
+            shutil.rmtree(launch.tmp, ignore_errors=True)
     result.wall_seconds = time.monotonic() - started
     return result
 
