@@ -45,13 +45,13 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 import torch
 
+from coursekit.apps.augment import spread_labels
 from coursekit.data import digits, mnist
 from coursekit.fewlabels import (ContrastiveConfig, ContrastiveEncoder, draw_labelled,
                                  linear_probe, semi_supervised_data)
@@ -76,24 +76,12 @@ def _np(t):
 
 # ---------------------------------------------------------------------- digits: baselines
 
-def _spreading_model(x, y, idx, neighbours: int):
-    from sklearn.semi_supervised import LabelSpreading
-
-    partial = np.full(len(y), -1)
-    partial[idx] = y[idx]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return LabelSpreading(kernel="knn", n_neighbors=neighbours, max_iter=100).fit(x, partial)
-
-
 def _spreading(x, y, idx, xt, yt, neighbours: int = 7) -> float:
-    """LabelSpreading on a kNN graph of all training images, the labelled ones clamped softly.
-    An image whose component of the graph holds no label gets no class (scikit-learn divides 0
-    by 0 and warns): it counts as wrong."""
-    model = _spreading_model(x, y, idx, neighbours)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float((model.predict(xt) == yt).mean())
+    """Label spreading (``coursekit.apps.augment.spread_labels``) on a kNN graph of all training
+    images, the labelled ones clamped softly; its accuracy on ``xt``. A test image whose
+    neighbours no label reached gets class 0 (scikit-learn's rule)."""
+    pred = spread_labels(x, torch.as_tensor(y), idx, neighbours=neighbours, queries=xt)
+    return float((pred.numpy() == yt).mean())
 
 
 def spreading_prior(per_class: int, draw: int, neighbours: int) -> np.ndarray:
@@ -101,11 +89,8 @@ def spreading_prior(per_class: int, draw: int, neighbours: int) -> np.ndarray:
     empirical-Bayes prior on y that M2 uses at 1 label per class (uniform where the graph gave
     an image no label)."""
     tr = digits("train")
-    x, y = _np(tr.images.flatten(1)), _np(tr.labels)
-    dist = np.nan_to_num(_spreading_model(x, y, draw_labelled(y, per_class, draw),
-                                          neighbours).label_distributions_, nan=0.0)
-    dist[dist.sum(1) == 0] = 1.0
-    return dist / dist.sum(1, keepdims=True)
+    return spread_labels(tr.images, tr.labels, draw_labelled(tr.labels, per_class, draw),
+                         neighbours=neighbours, soft=True)
 
 
 def baselines(per_class: int, draw: int) -> dict[str, float]:

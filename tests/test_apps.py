@@ -208,6 +208,35 @@ def test_spread_labels_follow_the_graph_and_keep_the_given_labels():
         spread_labels(x, y + 1, labelled, num_classes=3)
 
 
+def test_spread_labels_classify_queries_and_give_soft_answers_as_scikit_learn():
+    import warnings
+
+    from sklearn.semi_supervised import LabelSpreading
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([0.0, 10.0, 20.0, 100.0])
+    y = torch.arange(36) % 3
+    group = torch.cat([torch.arange(30) % 3, torch.full((6,), 3)])  # 3: far off, no label
+    x = (centres[group][:, None] + torch.randn(36, 4, generator=g)).view(36, 1, 2, 2)
+    labelled = [0, 1, 2, 4]
+    queries = centres[[2, 0, 1, 3]][:, None].expand(4, 4)  # (4, 4)
+    out = spread_labels(x, y, labelled, num_classes=3, neighbours=5, queries=queries)
+    assert out.tolist() == [2, 0, 1, 0]  # no label reached the last: class 0, as scikit-learn
+    partial = np.full(len(y), -1)
+    partial[labelled] = y[labelled].numpy()
+    reference = LabelSpreading(kernel="knn", n_neighbors=5, max_iter=100)
+    with warnings.catch_warnings():  # scikit-learn divides 0 by 0 for the far-off images
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference.fit(x.flatten(1).numpy(), partial)
+        assert out.tolist() == reference.predict(queries.numpy()).tolist()
+    soft = spread_labels(x, y, labelled, num_classes=3, neighbours=5, soft=True)
+    assert soft.shape == (36, 3) and np.allclose(soft.sum(1), 1)
+    assert np.allclose(soft[:30], reference.label_distributions_[:30])
+    assert np.allclose(soft[30:], 1 / 3)  # no label reached them: uniform
+    hard = spread_labels(x, y, labelled, num_classes=3, neighbours=5)
+    assert torch.equal(hard[:30], y[:30])
+
+
 def test_importance_inpaint_weights_the_visible_pixels():
     x = torch.randint(0, 17, (4, 1, 8, 8)) / 16
     mask = make_mask(8, 8, "bottom")

@@ -98,19 +98,40 @@ def class_samples(model, per_class: int, num_classes: int = 10,
     return model.sample(len(labels), labels=labels.to(device), generator=gen).cpu(), labels
 
 
-def spread_labels(images: torch.Tensor, labels: torch.Tensor, labelled_index,
-                  num_classes: int = 10, neighbours: int = 7) -> torch.Tensor:
+def spread_labels(images, labels: torch.Tensor, labelled_index, num_classes: int = 10,
+                  neighbours: int = 7, *, queries=None, soft: bool = False,
+                  max_iter: int = 100):
     """A class for every image by label spreading (Zhou et al. 2004, scikit-learn's
     ``LabelSpreading`` on a ``neighbours``-nearest-neighbour graph) from the rows in
     ``labelled_index`` alone; those rows keep their true label. An image whose part of the graph
     holds no label takes the most common spread class (scikit-learn leaves it undefined).
+    Chapter 6 uses it as the baseline to beat, and its soft answer as M2's prior on y.
+
+    Args:
+        images: ``(N, ...)`` training images (tensor or array), flattened to ``(N, D)``.
+        labels: ``(N,)`` int64 classes; only the rows of ``labelled_index`` are read.
+        labelled_index: the rows whose label is given.
+        num_classes: K.
+        neighbours: k of the kNN graph.
+        queries: ``(M, ...)`` other images (the validation or test split) to classify by the
+            graph instead: each takes the classes its ``neighbours`` nearest training images
+            were given (class 0 where none was given one, as scikit-learn's ``predict``).
+        soft: return the graph's class probabilities ``(N, K)`` (or ``(M, K)``), not classes:
+            the labelled rows are not clamped to one-hot, and an image that no label reached
+            gets the uniform distribution.
+        max_iter: iterations of the spreading (it stops earlier once converged).
 
     Returns:
-        ``(N,)`` int64 classes.
+        ``(N,)`` (or ``(M,)``) int64 classes, or with ``soft`` float64 probabilities.
 
     Example:
         >>> x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]]).view(6, 1, 1, 1)
-        >>> spread_labels(x, torch.tensor([0, 0, 0, 1, 1, 1]), [0, 3], 2, neighbours=2).tolist()
+        >>> y = torch.tensor([0, 0, 0, 1, 1, 1])
+        >>> spread_labels(x, y, [0, 3], 2, neighbours=2).tolist()
+        [0, 0, 0, 1, 1, 1]
+        >>> spread_labels(x, y, [0, 3], 2, neighbours=2, queries=x[[2, 5]] + 0.05).tolist()
+        [0, 1]
+        >>> spread_labels(x, y, [0, 3], 2, neighbours=2, soft=True).argmax(1).tolist()
         [0, 0, 0, 1, 1, 1]
     """
     import warnings
@@ -118,15 +139,27 @@ def spread_labels(images: torch.Tensor, labels: torch.Tensor, labelled_index,
     from sklearn.semi_supervised import LabelSpreading
 
     check_labels(labels, num_classes, n=len(images), every_class=False)
+    flat = np.asarray(torch.as_tensor(images).flatten(1))  # (N, D)
     index = np.asarray(labelled_index)
-    partial = np.full(len(images), -1)
-    partial[index] = labels.numpy()[index]
+    partial = np.full(len(flat), -1)
+    partial[index] = np.asarray(labels)[index]
     with warnings.catch_warnings():  # 0 / 0 in components without a label: handled below
         warnings.simplefilter("ignore", RuntimeWarning)
-        model = LabelSpreading(kernel="knn", n_neighbors=neighbours, max_iter=100)
-        dist = np.nan_to_num(model.fit(images.flatten(1).numpy(), partial).label_distributions_)
-    out = dist.argmax(1)
-    empty = dist.sum(1) == 0
+        model = LabelSpreading(kernel="knn", n_neighbors=neighbours, max_iter=max_iter)
+        model.fit(flat, partial)
+        if queries is None:
+            dist = model.label_distributions_  # (N, K) over the classes given
+        else:
+            dist = model.predict_proba(np.asarray(torch.as_tensor(queries).flatten(1)))
+    full = np.zeros((len(dist), num_classes))  # (N, K): a class with no label gets 0
+    full[:, model.classes_] = np.nan_to_num(dist)
+    empty = full.sum(1) == 0
+    if soft:
+        full[empty] = 1.0
+        return full / full.sum(1, keepdims=True)
+    out = full.argmax(1)
+    if queries is not None:  # a query no label reached: class 0, as scikit-learn's predict
+        return torch.as_tensor(out, dtype=torch.int64)
     if empty.any():
         out[empty] = np.bincount(out[~empty], minlength=num_classes).argmax()
     out[index] = partial[index]
