@@ -243,6 +243,49 @@ def test_char_bits_is_exact_and_measures_the_reference_against_unigram_and_malfo
         assert judges.judge_artefact("char_bits", forged, held_out).malformed
 
 
+
+def test_inpainting_psnr_is_exact_and_measures_the_reference_against_baselines_and_forgeries():
+    train, task = reference_training("08_applications", "app_fit_mixture")
+    for case in task.cases:  # the reference passes the public (val) and hidden (test) bar
+        assert judges.inpainting_psnr(train(case), **case.held_out).passed
+    public = task.cases[0]
+    held_out, images, mask = public.held_out, public.held_out["images"], public.held_out["mask"]
+    log_weights, means, factors, noise = train(public)
+    # exact: one Gaussian's conditional mean, by the textbook formula with an explicit inverse
+    x, rng = public.args[0], np.random.default_rng(0)
+    mu, W = x.mean(0), rng.normal(scale=0.1, size=(64, 5))
+    cov = W @ W.T + 0.02 * np.eye(64)
+    o, m = ~mask, mask
+    fill = mu[m] + (images[:, o] - mu[o]) @ np.linalg.inv(cov[np.ix_(o, o)]) @ cov[np.ix_(o, m)]
+    expected = (10 * np.log10(1 / ((fill - images[:, m]) ** 2).mean(1))).mean()
+    one = judges.inpainting_psnr((np.zeros(1), mu[None], W[None], np.array([0.02])), images,
+                                 mask, 1, 5, 99.0)
+    assert f"= {expected:.2f} dB" in one.message and not one.passed
+    # the components' posterior weights: log-probabilities of ~ -1e4 nats do not overflow
+    far = (np.log([0.5, 0.5]), np.stack([images[0], 100 + images[0]]), np.zeros((2, 64, 1)),
+           np.full(2, 1e-4))
+    assert "= 100.00 dB" in judges.inpainting_psnr(far, images[:1], mask, 2, 1, 30.0).message
+    # baselines below the bar: the per-pixel mean, the class means alone, PCA without noise
+    for weak in [(np.zeros(1), mu[None], np.zeros((1, 64, 5)), x.var(0)[None] + 1e-3),
+                 (log_weights, means, np.zeros_like(factors), np.full(10, 0.05)),
+                 (log_weights, means, factors, np.full(10, 1e-6))]:
+        C = len(weak[0])
+        assert not judges.inpainting_psnr(weak, **{**held_out, "num_components": C}).passed
+    unnormalised = (log_weights + 1.0, means, factors, noise)
+    huge = np.zeros((10, 64, 10_000))  # more numbers than a grader evaluates
+    for forged in [unnormalised, (log_weights, means, factors, -noise),  # not positive definite
+                   (log_weights, means, factors, np.zeros(10)), (log_weights, means, factors),
+                   (log_weights, means[:, :32], factors, noise), (log_weights, means,
+                                                                 factors[..., :3], noise),
+                   (log_weights, means * np.nan, factors, noise), (log_weights, means, huge,
+                                                                   noise),
+                   (log_weights, means, factors * 1e200, noise),  # the covariance overflows
+                   (log_weights, means, factors, 0.01), {"psnr": 99.0}, "mixture",
+                   (log_weights, means, factors, [["a"]])]:
+        verdict = judges.judge_artefact("inpainting_psnr", forged, held_out)
+        assert verdict.malformed and not verdict.passed, verdict
+
+
 FORGE_CHANNEL = """import json, os
 record = {answer}
 for fd in range(3, 40):

@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["Verdict", "BadArtefact", "forward", "mixture_nll", "discriminator_distance",
            "vae_elbo", "generator_w1", "ar_nll", "codebook_distortion", "held_out_accuracy",
-           "char_bits", "JUDGES", "MAX_PARAMETERS"]
+           "char_bits", "inpainting_psnr", "JUDGES", "MAX_PARAMETERS"]
 
 MAX_PARAMETERS = 4_000_000   # a network or table the grader agrees to evaluate
 MAX_LAYERS = 16
@@ -374,8 +374,73 @@ def char_bits(artefact, text: str, vocabulary: str, context: int, limit: float) 
     return _below("held-out bits per character", bits, float(limit))
 
 
+def inpainting_psnr(artefact, images, mask, num_components: int, num_factors: int,
+                    limit: float) -> Verdict:
+    """A mixture of Gaussians with low-rank-plus-diagonal covariances (a mixture of
+    probabilistic PCA), ``(log_weights (C,), means (C, D), factors (C, D, k), noise (C,) or
+    (C, D))``, judged by how well it completes the held-out ``images`` ``(N, D)`` (Exercise 8).
+
+    Component ``c`` is ``N(means[c], factors[c] factors[c]^T + diag(noise[c]))``. The judge
+    hides the pixels where ``mask`` ``(D,)`` is True and fills them with the model's
+    conditional mean ``E[x_m | x_o] = sum_c w_c(x_o) E_c[x_m | x_o]``, the weights being the
+    components' posterior probabilities given the visible pixels (computed in log space); the
+    mean over images of the PSNR on the hidden pixels (data range 1) must exceed ``limit``.
+
+    Example:
+        >>> images = np.array([[0.0, 0.0], [1.0, 1.0]])  # pixel 1 copies pixel 0
+        >>> model = (np.log([0.5, 0.5]), images.copy(), np.zeros((2, 2, 1)), np.full(2, 0.01))
+        >>> inpainting_psnr(model, images, np.array([False, True]), 2, 1, 30.0).message
+        'held-out PSNR on the hidden pixels = 100.00 dB (needs > 30): reached'
+    """
+    if not isinstance(artefact, (list, tuple)) or len(artefact) != 4:
+        raise BadArtefact("the mixture must come back as (log_weights, means, factors, noise)")
+    images = np.asarray(images, dtype=np.float64)  # (N, D)
+    mask = np.asarray(mask, dtype=bool)  # (D,) True = hidden
+    C, k, D = int(num_components), int(num_factors), images.shape[1]
+    log_weights = _array(artefact[0], "log_weights", 1)
+    means = _array(artefact[1], "means", 2)
+    factors = _array(artefact[2], "factors", 3)
+    noise = artefact[3]
+    noise = _array(noise, "noise", np.ndim(noise) if np.ndim(noise) in (1, 2) else 1)
+    if (log_weights.shape != (C,) or means.shape != (C, D) or factors.shape != (C, D, k)
+            or noise.shape not in ((C,), (C, D))):
+        raise BadArtefact(f"expected log_weights ({C},), means ({C}, {D}), factors ({C}, {D}, "
+                          f"{k}) and noise ({C},) or ({C}, {D}), got {log_weights.shape}, "
+                          f"{means.shape}, {factors.shape} and {noise.shape}")
+    if not np.isclose(_logsumexp(log_weights), 0.0, atol=1e-6):
+        return Verdict(False, "the mixture weights do not sum to 1", malformed=True)
+    if noise.min() <= 0.0:
+        raise BadArtefact(f"the covariance must be positive definite: every noise variance must "
+                          f"be > 0, got {noise.min():.3g}")
+    noise = np.broadcast_to(noise.reshape(C, -1), (C, D))  # (C, D)
+    hidden, seen = mask, ~mask
+    x_o = images[:, seen]  # (N, O)
+    log_joint = np.empty((len(images), C))  # (N, C) log w_c + log N(x_o; mean_c, cov_c)
+    fills = np.empty((C, len(images), int(hidden.sum())))  # (C, N, M) E_c[x_m | x_o]
+    for c in range(C):
+        cov = factors[c] @ factors[c].T + np.diag(noise[c])  # (D, D)
+        try:
+            L = np.linalg.cholesky(cov[np.ix_(seen, seen)])  # (O, O)
+        except np.linalg.LinAlgError:
+            raise BadArtefact(f"component {c}'s covariance is not positive definite") from None
+        a = np.linalg.solve(L, (x_o - means[c, seen]).T)  # (O, N) whitened residuals
+        log_joint[:, c] = (log_weights[c] - 0.5 * (a ** 2).sum(0) - np.log(np.diag(L)).sum()
+                           - 0.5 * seen.sum() * np.log(2 * np.pi))
+        fills[c] = means[c, hidden] + np.linalg.solve(L.T, a).T @ cov[np.ix_(seen, hidden)]
+    posterior = np.exp(log_joint - _logsumexp(log_joint, axis=1)[:, None])  # (N, C)
+    x_m = np.einsum("nc,cnm->nm", posterior, fills)  # (N, M)
+    if not np.isfinite(x_m).all():
+        raise BadArtefact("the mixture's completions hold NaN or infinite values")
+    mse = np.maximum(((x_m - images[:, hidden]) ** 2).mean(axis=1), 1e-10)  # (N,)
+    value = float((10.0 * np.log10(1.0 / mse)).mean())
+    ok = value > float(limit)
+    return Verdict(ok, f"held-out PSNR on the hidden pixels = {value:.2f} dB (needs > "
+                       f"{float(limit):g}): {'reached' if ok else 'NOT reached'}")
+
+
 JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1,
-                                  ar_nll, codebook_distortion, held_out_accuracy, char_bits)}
+                                  ar_nll, codebook_distortion, held_out_accuracy, char_bits,
+                                  inpainting_psnr)}
 
 
 def judge_artefact(name: str, artefact, held_out: dict) -> Verdict:
