@@ -435,3 +435,17 @@ def test_a_hint_goes_with_the_case_it_belongs_to():
     at = lines.index("- check 3 (hidden): failed")
     assert lines[at + 1] == "  - hint: an empty input returns 0"
     assert not any(line.startswith("- hint") for line in lines)
+
+
+def test_the_reference_runs_what_the_exercise_holds():
+    """Cells tagged solution-only (the book's comparisons, which may read benchmark results the
+    sandbox cannot see) are left out of the exercise, so the reference's run leaves them out."""
+    import jupytext
+
+    for name in NAMES:
+        notebook = jupytext.read(ROOT / "solutions" / f"{name}.md")
+        only = [c.source for c in notebook.cells if c.cell_type == "code"
+                and "solution-only" in c.metadata.get("tags", [])]
+        cells = load_exercise(name).cells
+        assert not set(only) & set(cells), name
+        assert len(cells) == sum(c.cell_type == "code" for c in notebook.cells) - len(only) - 1

@@ -165,9 +165,12 @@ def load_exercise(name: str, solutions: Path = SOLUTIONS) -> Exercise:
     notebook = jupytext.read(path)
     cells, grading = [], []
     for cell in notebook.cells:
-        if cell.cell_type != "code":
+        tags = cell.metadata.get("tags", [])
+        # a solution-only cell shows the book's reader something (a comparison, a figure); the
+        # exercise leaves it out, so the reference's run in the grader does too
+        if cell.cell_type != "code" or "solution-only" in tags:
             continue
-        (grading if "grading" in cell.metadata.get("tags", []) else cells).append(cell.source)
+        (grading if "grading" in tags else cells).append(cell.source)
     if len(grading) != 1:
         raise ValueError(f"{path} must have exactly one code cell tagged 'grading', "
                          f"found {len(grading)}")
