@@ -14,8 +14,8 @@ split, their mixture, and the Python help desk beside its baselines.
    copying the question and one fixed generic reply.
 
 CPU times are ``time.process_time()`` of each worker (one torch thread). The committed
-``benchmarks/results/text.json`` was measured on a CPU shared with other jobs with
-the ``budget`` field says whether the long run was made. The last line is
+``benchmarks/results/text.json`` was measured on a CPU shared with other jobs, and its
+``budget`` field says whether the long run was made. The last line is
 ``gpt_bpc_chapter=... ngram_bpc=... best_bpc=... helpdesk_topic_acc=... grounding=... decline=...
 decline_near=...``; the other figures of the results file (the mixture weights, the chapter's
 mixture, the training-text figures and CPU seconds, the long run's) are printed on the line before.
