@@ -64,7 +64,7 @@ def random_windows(ids, block_size: int, n: int, seed: int = 0) -> torch.Tensor:
     return a[starts[:, None] + torch.arange(block_size + 1)]                 # (n, T + 1)
 
 
-# The chapter's budget in optimiser steps (about 55 CPU seconds on one thread) and the
+# The chapter's budget in optimiser steps (about 60 CPU seconds on one thread) and the
 # benchmark's longer run, three times as many; the learning rate decays to zero over each.
 CHAPTER_STEPS = 1100
 LONG_STEPS = 3300
