@@ -6,16 +6,19 @@ split, their mixture, and the Python help desk beside its baselines.
    learning rate decayed to zero over the budget), and, unless ``--long-steps 0``, the same model
    and schedule over ``LONG_STEPS`` steps.
 3. The best model: the GPT (the longer run when there is one) and the 8-gram mixed,
-   ``w p_gpt + (1 - w) p_ngram``, with ``w`` chosen on ``dev`` and reported on ``val``.
+   ``w p_gpt + (1 - w) p_ngram``, with ``w`` chosen on ``dev`` and reported on ``val``; the
+   chapter's GPT mixed the same way (``mix_bpc_chapter``, the chapter's own mixture).
 4. The help desk: thresholds chosen on the dev questions under a decline target, reported on the
    test questions (answerable, off-domain and near-domain unanswerable), with BM25 as the
    standard sparse retrieval baseline, the risk-coverage curve, and ROUGE-L and BLEU beside
    copying the question and one fixed generic reply.
 
 CPU times are ``time.process_time()`` of each worker (one torch thread). The committed
-``benchmarks/results/text.json`` was measured on a CPU shared with other jobs with
-``--long-steps 0`` (its ``budget`` field says so). The last line is ``gpt_bpc_chapter=...
-ngram_bpc=... best_bpc=... helpdesk_topic_acc=... grounding=... decline=... decline_near=...``
+``benchmarks/results/text.json`` was measured on a CPU shared with other jobs, and its
+``budget`` field says whether the long run was made. The last line is
+``gpt_bpc_chapter=... ngram_bpc=... best_bpc=... helpdesk_topic_acc=... grounding=... decline=...
+decline_near=...``; the other figures of the results file (the mixture weights, the chapter's
+mixture, the training-text figures and CPU seconds, the long run's) are printed on the line before.
 
     OMP_NUM_THREADS=1 python benchmarks/text.py [--long-steps 3000] [--quick]
 """
@@ -117,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"the training text {chapter['train_bpc']:.3f} (gap {chapter_bpc - chapter['train_bpc']:.3f}"
           f": a model that has not overfitted is short of compute, not of data); n-gram "
           f"{ngram_bpc:.3f}")
-    best = chapter
+    w_chapter = best_weight(chapter["dev"], ngram["dev"])
+    mix_bpc_chapter = bits_per_char(interpolate(chapter["val"], ngram["val"], w_chapter))
+    best, w, best_bpc = chapter, w_chapter, mix_bpc_chapter
     long_bpc = float("nan")
     if long:
         long_bpc = bits_per_char(long["val"])
@@ -125,13 +130,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{long['seconds']:.0f} CPU s; val {long_bpc:.3f} bits/char, training text "
               f"{long['train_bpc']:.3f}")
         best = long
-    w = best_weight(best["dev"], ngram["dev"])
-    best_bpc = bits_per_char(interpolate(best["val"], ngram["val"], w))
+        w = best_weight(best["dev"], ngram["dev"])
+        best_bpc = bits_per_char(interpolate(best["val"], ngram["val"], w))
     print(f"\n-- mixture w * GPT ({best['steps']} steps) + (1 - w) * 8-gram, w = {w:.2f} "
           f"chosen on dev")
     print(f"val {best_bpc:.3f} bits/char; 8-gram {ngram_bpc:.3f}; "
           f"{'beats' if best_bpc < ngram_bpc else 'misses'} the n-gram by "
           f"{abs(ngram_bpc - best_bpc):.3f}")
+    if long:
+        print(f"with the chapter's GPT instead: w = {w_chapter:.2f}, val {mix_bpc_chapter:.3f}")
 
     report, bm25, curve, desk = desk_report
     print("\n-- help desk (thresholds chosen on dev questions; test questions)")
@@ -151,21 +158,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     figures = {"gpt_bpc_chapter": chapter_bpc, "ngram_bpc": ngram_bpc, "best_bpc": best_bpc,
                "helpdesk_topic_acc": report["topic_accuracy"], "grounding": report["grounding"],
                "decline": report["decline_rate"], "decline_near": report["decline_near"]}
-    extra = {"gpt_bpc_long": long_bpc, "gpt_seconds_chapter": chapter["seconds"],
-             "gpt_seconds_long": long["seconds"] if long else None,
-             "gpt_train_bpc_chapter": chapter["train_bpc"], "mixture_weight": w,
-             "ngram_orders": {str(k): v[0] for k, v in ngram["orders"].items()},
+    last_line = list(figures)  # issue 22's keys; the figures below are printed before them
+    figures.update(mixture_weight=w, mix_bpc_chapter=mix_bpc_chapter,
+                   mixture_weight_chapter=w_chapter, gpt_train_bpc_chapter=chapter["train_bpc"],
+                   gpt_seconds_chapter=chapter["seconds"])
+    if long:
+        figures.update(gpt_bpc_long=long_bpc, gpt_train_bpc_long=long["train_bpc"],
+                       gpt_seconds_long=long["seconds"])
+    extra = {"ngram_orders": {str(k): v[0] for k, v in ngram["orders"].items()},
              "bm25": {k: bm25[k] for k in ("topic_accuracy", "decline_rate", "decline_near")},
              "threshold": desk.config.threshold, "min_coverage": desk.config.min_coverage,
              "rougeL": {k[7:-1]: v for k, v in report.items() if k.startswith("rougeL[")},
              "bleu": {k[5:-1]: v for k, v in report.items() if k.startswith("bleu[")},
              "risk_coverage": curve}
+    gpt_config, gpt_train = chapter_recipe(tok.vocab_size)
     if not args.quick and not args.no_write:
         results.write("text", figures, seeds=[0],
                       budget=f"GPT {chapter_steps} steps (chapter) and {long_steps} steps "
-                             f"(long run, 0: skipped) of 32 x 64 characters",
+                             f"(long run, 0: skipped) of {gpt_train.batch_size} x "
+                             f"{gpt_config.block_size} characters",
                       extra=extra)
-    print(" ".join(f"{k}={v:.3f}" for k, v in figures.items()))
+    print(" ".join(f"{k}={v:.3f}" for k, v in figures.items() if k not in last_line))
+    print(" ".join(f"{k}={figures[k]:.3f}" for k in last_line))
     return figures
 
 
