@@ -243,7 +243,6 @@ def test_char_bits_is_exact_and_measures_the_reference_against_unigram_and_malfo
         assert judges.judge_artefact("char_bits", forged, held_out).malformed
 
 
-
 def test_inpainting_psnr_is_exact_and_measures_the_reference_against_baselines_and_forgeries():
     train, task = reference_training("08_applications", "app_fit_mixture")
     for case in task.cases:  # the reference passes the public (val) and hidden (test) bar
@@ -284,6 +283,58 @@ def test_inpainting_psnr_is_exact_and_measures_the_reference_against_baselines_a
                    (log_weights, means, factors, [["a"]])]:
         verdict = judges.judge_artefact("inpainting_psnr", forged, held_out)
         assert verdict.malformed and not verdict.passed, verdict
+
+
+def test_ddim_mmd_samples_the_reference_and_fails_baselines_and_forged_denoisers():
+    train, task = reference_training("09_diffusion", "diff_train_denoiser")
+    public = task.cases[0]
+    held_out = public.held_out
+    for case in task.cases:  # the reference passes the public and the hidden bar
+        start = time.process_time()
+        net = train(case)
+        assert time.process_time() - start < 30  # the brief's budget: about 20 CPU-s
+        verdict = judges.ddim_mmd(net, **case.held_out)
+        assert verdict.passed and "MMD^2 of 2000 DDIM samples" in verdict.message
+    start = time.process_time()
+    judges.ddim_mmd(net, **held_out)
+    assert time.process_time() - start < 5.0
+    # networks that must fail: no noise predicted (DDIM only rescales x_T), and untrained
+    rng = np.random.default_rng(0)
+    zero = {"layers": [["linear", np.zeros((2, 3)), np.zeros(2)]]}
+    untrained = {"layers": [["linear", rng.normal(size=(128, 3)) / 3 ** 0.5, np.zeros(128)],
+                            ["relu"], ["linear", rng.normal(size=(2, 128)) / 128 ** 0.5,
+                                       np.zeros(2)]]}
+    for weak in (zero, untrained):
+        assert not judges.ddim_mmd(weak, **held_out).passed
+    # samples that must fail the same distance: one blob, every blob's centre (sharper than the
+    # data), a ring through the blobs (smeared), and the Gaussian fitted to the training data
+    means, std, limit = held_out["means"], held_out["std"], held_out["limit"]
+    n = 2000
+    data = means[rng.integers(8, size=n)] + std * rng.standard_normal((n, 2))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    train_points = public.args[0].astype(np.float64)
+    baselines = {"one blob": means[0] + std * rng.standard_normal((n, 2)),
+                 "centres": means[rng.integers(8, size=n)],
+                 "ring": 2.0 * np.stack([np.cos(angle), np.sin(angle)], 1)
+                 + std * rng.standard_normal((n, 2)),
+                 "Gaussian fit": rng.multivariate_normal(train_points.mean(0),
+                                                         np.cov(train_points.T), n)}
+    fresh = means[rng.integers(8, size=n)] + std * rng.standard_normal((n, 2))
+    assert judges._mmd(fresh, data, 0.2) < limit / 4  # the data itself passes easily
+    for name, samples in baselines.items():
+        assert judges._mmd(samples, data, 0.2) > 1.5 * limit, name
+    W1, b1 = net["layers"][0][1], net["layers"][0][2]
+    wide = {"layers": [["linear", np.ones((400, 3)), np.zeros(400)], ["relu"],
+                       ["linear", np.ones((200, 400)), np.zeros(200)], ["relu"],
+                       ["linear", np.ones((2, 200)), np.zeros(2)]]}  # 81,800 parameters
+    for forged in [{"layers": [["linear", W1 * np.nan, b1]] + net["layers"][1:]},
+                   {"layers": [["linear", np.full((2, 3), 1e308), np.zeros(2)], ["linear",
+                               np.full((2, 2), 1e308), np.zeros(2)]]},  # noise overflows
+                   {"layers": [["linear", np.ones((2, 2)), np.zeros(2)]]},  # reads x_t only
+                   {"layers": [["linear", np.ones((3, 3)), np.zeros(3)]]},  # 3 outputs
+                   wide, {"MMD^2": 0.0}, "denoiser", [W1, b1]]:
+        verdict = judges.judge_artefact("ddim_mmd", forged, held_out)
+        assert verdict.malformed and not verdict.passed, forged
 
 
 FORGE_CHANNEL = """import json, os

@@ -24,7 +24,8 @@ student's code produced (``the gradient of critic[0].weight``, not ``answer['gra
 from __future__ import annotations
 
 __all__ = ["gan_step", "vae_step", "wgan_gp", "network", "discriminator_net", "vae_nets",
-           "generator_net", "classifier_net", "char_net", "student_call", "answer_names"]
+           "generator_net", "classifier_net", "char_net", "denoiser_net", "student_call",
+           "answer_names"]
 
 STALE_GRADIENT = 0.5
 
@@ -238,6 +239,17 @@ def char_net(train, ids, vocab_size: int, context: int, seed: int) -> dict:
     return network(train(ids, int(vocab_size), int(context), int(seed)), "the character model")
 
 
+def denoiser_net(train, data, alpha_bar, seed: int) -> dict:
+    """Call ``train(data, alpha_bar, seed) -> eps_net`` on ``(N, D)`` float32 training points
+    and the ``(T,)`` float32 schedule, and return the noise predictor (``(B, D + 1)`` inputs
+    ``[x_t, t / T]`` to ``(B, D)`` noise) as arrays (Exercise 9)."""
+    import torch
+
+    data = torch.as_tensor(data, dtype=torch.float32)  # (N, D)
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float32)  # (T,)
+    return network(train(data, alpha_bar, int(seed)), "the denoiser")
+
+
 # ------------------------------------------------------- feedback in the student's terms
 
 def _shape(value) -> tuple:
@@ -317,6 +329,9 @@ def student_call(driver: str, function: str, args, kwargs) -> str:
     elif driver == "char_net":
         shown = {"ids": _tensor(a["ids"], "int64"), "vocab_size": int(a["vocab_size"]),
                  "context": int(a["context"]), "seed": int(a["seed"])}
+    elif driver == "denoiser_net":
+        shown = {"data": _tensor(a["data"]), "alpha_bar": _tensor(a["alpha_bar"]),
+                 "seed": int(a["seed"])}
     elif driver == "generator_net":
         shown = {"data": f"({int(a['n'])}, 1) float32 tensor, half near -2 and half near 2 "
                          "(standard deviation 0.3)", "seed": int(a["seed"])}

@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["Verdict", "BadArtefact", "forward", "mixture_nll", "discriminator_distance",
            "vae_elbo", "generator_w1", "ar_nll", "codebook_distortion", "held_out_accuracy",
-           "char_bits", "inpainting_psnr", "JUDGES", "MAX_PARAMETERS"]
+           "char_bits", "inpainting_psnr", "ddim_mmd", "JUDGES", "MAX_PARAMETERS"]
 
 MAX_PARAMETERS = 4_000_000   # a network or table the grader agrees to evaluate
 MAX_LAYERS = 16
@@ -438,9 +438,73 @@ def inpainting_psnr(artefact, images, mask, num_components: int, num_factors: in
                        f"{float(limit):g}): {'reached' if ok else 'NOT reached'}")
 
 
+def _mmd(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
+    """The squared maximum mean discrepancy of the samples ``x`` and ``y`` (``(n, D)`` each)
+    under the Gaussian kernel ``exp(-|a - b|^2 / (2 h^2))``, the biased (V-statistic) form."""
+    def kernel_mean(a, b):
+        squared = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T  # (n, n)
+        return float(np.exp(-np.maximum(squared, 0.0) / (2.0 * bandwidth ** 2)).mean())
+
+    return kernel_mean(x, x) + kernel_mean(y, y) - 2.0 * kernel_mean(x, y)
+
+
+def ddim_mmd(artefact, alpha_bar, means, std: float, seed: int, limit: float, n: int = 2000,
+             steps: int = 50, bandwidth: float = 0.2, max_parameters: int = 70_000) -> Verdict:
+    """A noise predictor ``eps(x_t, t)``, a network from ``(B, D + 1)`` inputs ``[x_t, t / T]``
+    to ``(B, D)`` predicted noise, judged by the samples the grader draws with it (Exercise 9).
+
+    The judge runs DDIM with ``eta = 0`` itself, on the task's schedule ``alpha_bar`` (``(T,)``,
+    ``alpha_bar[t - 1]`` for step ``t``) over ``steps`` steps from ``t = T`` to 1 (the last one
+    returns the estimate of ``x_0``), from ``n`` draws of ``N(0, I)``; it compares the samples
+    with ``n`` fresh draws of the data's distribution, the equal-weight mixture of
+    ``N(means[k], std^2 I)``, by the squared MMD under a Gaussian kernel of width ``bandwidth``,
+    which must be below ``limit``. The MMD is a distance between distributions: a model on a
+    few of the modes, one that smears them into a ring, and one that puts every sample on a
+    mode's centre all stay above the bar. Networks over ``max_parameters`` are refused (the
+    judge evaluates the network ``steps`` times).
+
+    Example:
+        >>> means, ab = np.array([[0.0, 0.0]]), np.array([0.9, 0.5, 0.1])
+        >>> zero = {"layers": [["linear", np.zeros((2, 3)), np.zeros(2)]]}  # eps_hat = 0
+        >>> # DDIM then returns x_T / sqrt(alpha_bar_T): exact for data N(0, 10 I), not N(0, I)
+        >>> ddim_mmd(zero, ab, means, 10 ** 0.5, 0, 0.01, n=500, steps=3, bandwidth=1.0).passed
+        True
+        >>> ddim_mmd(zero, ab, means, 1.0, 0, 0.01, n=500, steps=3, bandwidth=1.0).message
+        'MMD^2 of 500 DDIM samples to the data = 0.1989 (needs < 0.01): NOT reached'
+    """
+    alpha_bar = np.asarray(alpha_bar, dtype=np.float64)  # (T,)
+    means = np.asarray(means, dtype=np.float64)  # (K, D)
+    T, (K, D), n = len(alpha_bar), means.shape, int(n)
+    total = sum(layer[1].size + layer[2].size for layer in _layers(artefact, "the denoiser")
+                if layer[0] == "linear")
+    if total > int(max_parameters):
+        raise BadArtefact(f"the denoiser has {total} parameters, more than the task's "
+                          f"{int(max_parameters)}")
+    rng = np.random.default_rng(int(seed))
+    x = rng.standard_normal((n, D))  # (n, D) x_T
+    data = means[rng.integers(K, size=n)] + float(std) * rng.standard_normal((n, D))  # (n, D)
+    ts = np.unique(np.round(np.linspace(T, 1, int(steps))).astype(np.int64))[::-1]
+    for i, t in enumerate(ts):
+        eps = forward(artefact, np.concatenate([x, np.full((n, 1), t / T)], axis=1),
+                      "the denoiser")  # (n, D)
+        if eps.shape != (n, D):
+            raise BadArtefact(f"the denoiser must map (B, {D + 1}) inputs [x_t, t / T] to "
+                              f"(B, {D}) noise, got {eps.shape}")
+        if not np.isfinite(eps).all():
+            raise BadArtefact("the denoiser's predicted noise holds NaN or infinite values")
+        a_t = alpha_bar[t - 1]
+        a_s = alpha_bar[ts[i + 1] - 1] if i + 1 < len(ts) else 1.0
+        x0_hat = (x - np.sqrt(1.0 - a_t) * eps) / np.sqrt(a_t)  # (n, D)
+        x = np.sqrt(a_s) * x0_hat + np.sqrt(1.0 - a_s) * eps
+    if not np.isfinite(x).all():
+        raise BadArtefact("the samples hold NaN or infinite values")
+    return _below(f"MMD^2 of {n} DDIM samples to the data", _mmd(x, data, float(bandwidth)),
+                  float(limit))
+
+
 JUDGES = {f.__name__: f for f in (mixture_nll, discriminator_distance, vae_elbo, generator_w1,
                                   ar_nll, codebook_distortion, held_out_accuracy, char_bits,
-                                  inpainting_psnr)}
+                                  inpainting_psnr, ddim_mmd)}
 
 
 def judge_artefact(name: str, artefact, held_out: dict) -> Verdict:
