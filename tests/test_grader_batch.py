@@ -96,7 +96,10 @@ def honest(tmp_path_factory):
                                "    raise RuntimeError('read the hidden checks')\n"
                                "except OSError:\n    pass")
     paths += classroom.write([classroom.Submission("sneaky", sneaky, 0, "05_evaluation")], inbox)
-    done = grade(paths, folder / "out", "--timeout", "120", "--checks", str(checks))
+    # the scores are under test here, not the speed (benchmarks/grade_batch.py measures that at
+    # the default 120 s): under make test two graders share the 2 cores with a pytest worker, and
+    # a 20-CPU-s training task (exercise 6) ran past 120 s there
+    done = grade(paths, folder / "out", "--timeout", "300", "--checks", str(checks))
     return done, reports(folder / "out"), folder / "out"
 
 
