@@ -92,7 +92,7 @@ def test_the_wire_form_is_built_from_the_task(name):
         # the inputs themselves are left out: some are built from the running interpreter's
         # own text (exercise 7 reads pydoc's topics), which differs between Python releases
         for case in wire["cases"] + entry["cases"]:
-            case.pop("args"), case.pop("kwargs")
+            case.pop("args"), case.pop("kwargs"), case.pop("held_out", None)
         assert wire == entry
         with pytest.raises(ValueError, match="public cases but"):
             task.to_wire(answers + [None])
@@ -674,7 +674,7 @@ def test_a_farm_of_processes_over_the_memory_limit_stops_the_whole_run():
             os.killpg(process.pid, 9)  # the hogs the watchdog left (it kills the run's root)
         except OSError:
             pass
-    assert watchdog.memory_stopped and watchdog.memory_kills == sandbox.MEMORY_KILLS
+    assert watchdog.memory_stopped and watchdog.memory_kills >= sandbox.MEMORY_KILLS
     assert process.returncode == -9
 
 

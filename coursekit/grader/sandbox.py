@@ -25,8 +25,8 @@ come from an unprivileged user namespace (``--unshare-user``, nested ones disabl
 limit (``RLIMIT_NPROC``) then counts per user namespace, so per run; memory over all the run's
 processes (their proportional set size) and CPU time over all of them are enforced by a watchdog
 in the grader that polls every 0.2 s (the largest process is killed past the memory limit, and
-the whole run if it stays over after ``MEMORY_KILLS`` kills; the whole run past the CPU
-budget). A CPU *share* is not enforceable without cgroups: where the
+the whole run if it stays over through ``MEMORY_KILLS`` kills in a row; the whole run past the
+CPU budget). A CPU *share* is not enforceable without cgroups: where the
 user's systemd instance delegates one (``systemd-run --user --scope`` works, see
 :func:`user_scope_works`), each run goes into its own transient scope with the memory, process
 and CPU limits a root cgroup gets, and the watchdog stays on beside it.
@@ -507,8 +507,9 @@ def _pss_and_cpu(pid: int) -> tuple[int, float, float]:
 
 
 # Past the memory limit the watchdog kills the largest process, as a cgroup's OOM killer does;
-# a run still over the limit after this many kills (processes spawned to replace the killed
-# ones) is stopped whole.
+# a run that stays over the limit through this many kills in a row, never coming back under
+# it (processes spawned to replace the killed ones), is stopped whole. A graded function that
+# blows up on each of its cases, one case after another, loses those cases only.
 MEMORY_KILLS = 3
 
 
@@ -526,6 +527,7 @@ class _Watchdog(threading.Thread):
         self.root_pid, self.limits = root_pid, limits
         self.stop = threading.Event()
         self.memory_kills, self.memory_stopped, self.cpu_exceeded = 0, False, False
+        self.over_streak = 0  # kills since the run was last under its memory limit
         self.cpu_budget = limits.timeout * limits.cpus + 5.0
         self.dead_cpu: dict[int, float] = {}
         self.cpu_used = 0.0
@@ -544,8 +546,10 @@ class _Watchdog(threading.Thread):
                 for pid in [*pids, self.root_pid]:  # the whole run
                     _kill(pid)
                 return
-            if sum(u[0] for u in usage.values()) > limit and pids:
-                if self.memory_kills >= MEMORY_KILLS:  # a farm of processes: the whole run
+            if sum(u[0] for u in usage.values()) <= limit:
+                self.over_streak = 0
+            elif pids:
+                if self.over_streak >= MEMORY_KILLS:  # a farm of processes: the whole run
                     self.memory_stopped = True
                     for pid in [*pids, self.root_pid]:
                         _kill(pid)
@@ -553,6 +557,7 @@ class _Watchdog(threading.Thread):
                 # the largest process first, as the kernel does in a cgroup over its limit
                 _kill(max(pids, key=lambda p: usage[p][0]))
                 self.memory_kills += 1
+                self.over_streak += 1
 
 
 def _kill(pid: int) -> None:
